@@ -1,0 +1,44 @@
+//! ward's database schema as sea-orm migrations. Each migration is plain SQL (roles, RLS
+//! policies and triggers do not fit a query builder) and is written to apply both to a bare
+//! PostgreSQL and to a Supabase project that already has roles, `auth` and `storage`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod sql_migration;
+
+use sql_migration::SqlMigration;
+
+/// The ordered list of ward's migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(SqlMigration {
+                name: "m20261123_000001_roles_and_auth",
+                up: include_str!("sql/0001_roles_and_auth.sql"),
+                // Roles and `auth` may predate ward (Supabase): never dropped.
+                down: "",
+            }),
+            Box::new(SqlMigration {
+                name: "m20261123_000002_storage",
+                up: include_str!("sql/0002_storage.sql"),
+                down: "delete from storage.buckets where id in ('evidence', 'documents', \
+                       'gbv-evidence', 'user-photos', 'user-photos-thumbnails') \
+                       and not exists (select 1 from storage.objects o where o.bucket_id = buckets.id);",
+            }),
+            Box::new(SqlMigration {
+                name: "m20261123_000003_domain",
+                up: include_str!("sql/0003_domain.sql"),
+                down: include_str!("sql/0003_domain_down.sql"),
+            }),
+            Box::new(SqlMigration {
+                name: "m20261123_000004_storage_policies",
+                up: include_str!("sql/0004_storage_policies.sql"),
+                down: include_str!("sql/0004_storage_policies_down.sql"),
+            }),
+        ]
+    }
+}

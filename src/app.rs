@@ -1,0 +1,220 @@
+//! Startup: preparing the database (the embedded cluster or `DATABASE_URL`), building the one
+//! application state, binding the listener, and serving until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Authenticator, TokenIssuer};
+use crate::config::{Config, Secret};
+use crate::db::embedded::{EmbeddedCluster, EmbeddedOptions};
+use crate::graphql::{WardSchema, build_schema};
+use crate::local_secrets::LocalSecrets;
+use crate::{db, demo};
+
+/// How long in-flight HTTP requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state every handler shares, built once at startup.
+#[derive(Clone)]
+pub struct AppState {
+    /// The request pool, connected as `authenticator`; used only through RLS sessions.
+    pub db: DatabaseConnection,
+    /// The GraphQL schema.
+    pub schema: WardSchema,
+    /// Verifies bearer tokens.
+    pub auth: Arc<Authenticator>,
+}
+
+/// Where the database is and how to reach it, once prepared.
+pub struct PreparedDatabase {
+    /// Connection for requests (as `authenticator`).
+    pub request_url: Secret,
+    /// Connection as the schema owner, when known.
+    pub owner_url: Option<Secret>,
+    /// The embedded cluster, when ward runs one; stopped when dropped.
+    pub cluster: Option<EmbeddedCluster>,
+}
+
+/// The name of the embedded cluster's database.
+const EMBEDDED_DATABASE: &str = "ward";
+
+/// The secret tokens are verified with: `SUPABASE_JWT_SECRET`, or the local one.
+pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    match &config.supabase_jwt_secret {
+        Some(secret) => Ok(secret.clone()),
+        None => Ok(LocalSecrets::load_or_create(&config.data_dir)
+            .with_context(|| format!("reading the local secrets in {}", config.data_dir.display()))?
+            .jwt_secret),
+    }
+}
+
+/// Starts the embedded cluster (when `DATABASE_URL` is unset), migrates, and seeds the demo.
+pub async fn prepare_database(config: &Config) -> anyhow::Result<PreparedDatabase> {
+    let prepared = match &config.database_url {
+        Some(url) => PreparedDatabase {
+            request_url: url.clone(),
+            owner_url: config.database_owner_url.clone(),
+            cluster: None,
+        },
+        None => start_embedded(config).await?,
+    };
+    if let Some(owner_url) = &prepared.owner_url {
+        db::migrate(owner_url).await.context("running migrations")?;
+        if config.demo {
+            let owner = db::connect(owner_url, 1).await?;
+            demo::seed(&owner).await.context("seeding the demo")?;
+            owner.close().await?;
+        }
+    }
+    Ok(prepared)
+}
+
+async fn start_embedded(config: &Config) -> anyhow::Result<PreparedDatabase> {
+    let secrets = LocalSecrets::load_or_create(&config.data_dir)
+        .with_context(|| format!("reading the local secrets in {}", config.data_dir.display()))?;
+    let options = EmbeddedOptions {
+        data_dir: config.data_dir.join("pg"),
+        bin_dir: config.pg_bin_dir.clone(),
+        superuser_password: secrets.postgres_password.expose().to_string(),
+        ephemeral: false,
+    };
+    let started = std::time::Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))
+        .await
+        .context("starting the embedded PostgreSQL cluster")??;
+    tracing::info!(
+        port = cluster.port(),
+        data_dir = %cluster.data_dir().display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "embedded PostgreSQL started"
+    );
+    let password = secrets.postgres_password.expose();
+    let admin = db::connect(&Secret::new(cluster.url("postgres", password, "postgres")), 1).await?;
+    create_database_if_missing(&admin, EMBEDDED_DATABASE).await?;
+    admin.close().await?;
+    let owner_url = Secret::new(cluster.url("postgres", password, EMBEDDED_DATABASE));
+    // The role exists once the first migration has run; prepare_database runs the rest.
+    db::migrate(&owner_url).await.context("running migrations")?;
+    set_authenticator_password(&owner_url, &secrets.authenticator_password).await?;
+    let request_url = Secret::new(cluster.url(
+        "authenticator",
+        secrets.authenticator_password.expose(),
+        EMBEDDED_DATABASE,
+    ));
+    Ok(PreparedDatabase { request_url, owner_url: Some(owner_url), cluster: Some(cluster) })
+}
+
+/// Creates `name` unless it exists (used by the embedded default and the test harness).
+pub async fn create_database_if_missing(admin: &DatabaseConnection, name: &str) -> anyhow::Result<()> {
+    let exists = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "select 1 as one from pg_database where datname = $1",
+            [name.into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .execute_unprepared(&format!("create database \"{}\"", name.replace('"', "\"\"")))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Gives the `authenticator` login role the embedded default's password.
+pub async fn set_authenticator_password(owner_url: &Secret, password: &Secret) -> anyhow::Result<()> {
+    let owner = db::connect(owner_url, 1).await?;
+    owner
+        .execute_unprepared(&format!(
+            "alter role authenticator with login password '{}'",
+            password.expose().replace('\'', "''")
+        ))
+        .await?;
+    owner.close().await?;
+    Ok(())
+}
+
+/// A built application: listening, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    database: PreparedDatabase,
+}
+
+impl App {
+    /// Prepares the database and binds `config.bind` (port 0 picks a free port).
+    pub async fn build(config: &Config) -> anyhow::Result<App> {
+        let database = prepare_database(config).await?;
+        Self::build_on(config, database).await
+    }
+
+    /// Builds the application on an already prepared database.
+    pub async fn build_on(config: &Config, database: PreparedDatabase) -> anyhow::Result<App> {
+        let pool = db::connect(&database.request_url, config.db_pool_size)
+            .await
+            .context("connecting to the database")?;
+        db::check_request_role(&pool).await?;
+        let secret = jwt_secret(config)?;
+        let state = AppState {
+            db: pool,
+            schema: build_schema(),
+            auth: Arc::new(Authenticator::new(&secret)),
+        };
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {}", config.bind))?;
+        Ok(App { listener, state, database })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains requests (bounded) and stops the
+    /// embedded cluster.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let App { listener, state, database } = self;
+        let pool = state.db.clone();
+        let stopping = CancellationToken::new();
+        let server = axum::serve(listener, crate::http::router(state))
+            .with_graceful_shutdown(stopping.clone().cancelled_owned());
+        let signal = stopping.clone();
+        let drain = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            signal.cancel();
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        tokio::select! {
+            result = server => result.context("serving HTTP")?,
+            () = drain => tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "requests still running at the drain deadline"),
+        }
+        let _ = pool.close().await;
+        if let Some(cluster) = database.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+            tracing::info!("embedded PostgreSQL stopped");
+        }
+        Ok(())
+    }
+}
+
+/// The demo people's bearer tokens, for the startup banner.
+pub fn demo_tokens(config: &Config, ttl_seconds: i64) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let issuer = TokenIssuer::new(&jwt_secret(config)?);
+    demo::PEOPLE
+        .iter()
+        .map(|p| {
+            let token = issuer.user_token(p.auth_user_id, Some(p.email), Some(p.phone), ttl_seconds)?;
+            Ok((p.email, token))
+        })
+        .collect()
+}

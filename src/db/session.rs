@@ -1,0 +1,124 @@
+//! The RLS session: one transaction per request on one pooled connection, carrying the
+//! caller's role and JWT claims, so that PostgreSQL's policies decide what the request sees.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
+    TransactionTrait,
+};
+use tokio::sync::RwLock;
+
+use crate::auth::Caller;
+
+/// Opens a transaction as `caller`: `BEGIN`, then one statement that switches the role and
+/// sets `request.jwt.claims` (and read-only mode) for this transaction only.
+pub async fn begin(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    read_only: bool,
+) -> Result<DatabaseTransaction, DbErr> {
+    let tx = db.begin().await?;
+    let sql = if read_only {
+        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+         set_config('transaction_read_only', 'on', true)"
+    } else {
+        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
+    };
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [caller.db_role().into(), caller.claims_json().into()],
+    ))
+    .await?;
+    Ok(tx)
+}
+
+/// Failures of the session itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the request's transaction has already ended")]
+    Finished,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+enum State {
+    Idle,
+    Open(DatabaseTransaction),
+    Finished,
+}
+
+/// A request's session. The transaction begins on first use (requests that never touch the
+/// database cost nothing) and ends with [`RlsSession::finish`].
+pub struct RlsSession {
+    db: DatabaseConnection,
+    caller: Caller,
+    read_only: AtomicBool,
+    state: RwLock<State>,
+}
+
+impl std::fmt::Debug for RlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RlsSession").field("role", &self.caller.db_role()).finish()
+    }
+}
+
+impl RlsSession {
+    /// A read-only session for `caller`; see [`RlsSession::allow_writes`].
+    pub fn new(db: DatabaseConnection, caller: Caller) -> Arc<Self> {
+        Arc::new(RlsSession {
+            db,
+            caller,
+            read_only: AtomicBool::new(true),
+            state: RwLock::new(State::Idle),
+        })
+    }
+
+    /// The caller this session runs as.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// Makes the transaction read-write (mutations). Has no effect once it has begun.
+    pub fn allow_writes(&self) {
+        self.read_only.store(false, Ordering::Relaxed);
+    }
+
+    /// Runs `f` inside the request's transaction, beginning it if needed. Calls may overlap;
+    /// the transaction serialises their statements.
+    pub async fn run<T, E>(&self, f: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<SessionError>,
+    {
+        self.ensure_begun().await.map_err(E::from)?;
+        let state = self.state.read().await;
+        match &*state {
+            State::Open(tx) => f(tx).await,
+            State::Idle | State::Finished => Err(SessionError::Finished.into()),
+        }
+    }
+
+    async fn ensure_begun(&self) -> Result<(), SessionError> {
+        if !matches!(*self.state.read().await, State::Idle) {
+            return Ok(());
+        }
+        let mut state = self.state.write().await;
+        if matches!(*state, State::Idle) {
+            let read_only = self.read_only.load(Ordering::Relaxed);
+            *state = State::Open(begin(&self.db, &self.caller, read_only).await?);
+        }
+        Ok(())
+    }
+
+    /// Commits (or rolls back) the transaction, if one began. Waits for running calls.
+    pub async fn finish(&self, commit: bool) -> Result<(), DbErr> {
+        let mut state = self.state.write().await;
+        match std::mem::replace(&mut *state, State::Finished) {
+            State::Open(tx) if commit => tx.commit().await,
+            State::Open(tx) => tx.rollback().await,
+            State::Idle | State::Finished => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The GraphQL API: the schema, its types and resolvers, and the per-request DataLoaders.
+//! Resolvers are thin: they read the request's session, call one domain function, and convert.
+
+mod context;
+mod extension;
+mod loaders;
+mod profile;
+mod query;
+
+pub use context::RequestData;
+pub use loaders::Loaders;
+
+use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+
+use extension::WardExtension;
+use query::Query;
+
+/// ward's executable schema.
+pub type WardSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Nesting deeper than this is refused before execution.
+pub const MAX_DEPTH: usize = 15;
+/// Documents costlier than this (one point per field, times page sizes) are refused.
+pub const MAX_COMPLEXITY: usize = 5_000;
+
+/// Builds the schema.
+pub fn build_schema() -> WardSchema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .extension(WardExtension)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The schema in SDL, as `ward schema` prints it and `schema.graphql` holds it.
+pub fn sdl() -> String {
+    build_schema().sdl()
+}
