@@ -17,8 +17,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     #[error(
-        "no PostgreSQL server binaries found (looked in PATH, `pg_config --bindir` and \
-         /usr/lib/postgresql/*/bin): install the PostgreSQL server package, e.g. \
+        "no PostgreSQL server binaries found (looked in WARD_PG_BINDIR, or else PATH, \
+         `pg_config --bindir` and /usr/lib/postgresql/*/bin): install the PostgreSQL server package, e.g. \
          `apt-get install postgresql`, or set DATABASE_URL"
     )]
     BinariesNotFound,
@@ -88,7 +88,8 @@ impl EmbeddedCluster {
         let run_as = if running_as_root() { Some(postgres_user()?) } else { None };
         let data_dir = absolute(&options.data_dir)?;
         let bin_dir = match &options.bin_dir {
-            Some(dir) => dir.clone(),
+            Some(dir) if has_server_binaries(dir) => dir.clone(),
+            Some(_) => return Err(EmbeddedError::BinariesNotFound),
             None => find_bin_dir(existing_major_version(&data_dir).as_deref())?,
         };
         let mut cluster =
@@ -332,10 +333,12 @@ fn postgres_user() -> Result<SystemUser, EmbeddedError> {
         .ok_or(EmbeddedError::NoPostgresUser)
 }
 
-/// Whether every directory above `path` lets other users through (search permission).
+/// Whether every existing directory above `path` lets other users through (search
+/// permission); missing ones will be created with the usual 0755.
 fn reachable_by_others(path: &Path) -> bool {
-    path.ancestors().skip(1).all(|dir| {
-        std::fs::metadata(dir).map(|m| m.permissions().mode() & 0o001 != 0).unwrap_or(false)
+    path.ancestors().skip(1).all(|dir| match std::fs::metadata(dir) {
+        Ok(meta) => meta.permissions().mode() & 0o001 != 0,
+        Err(_) => true,
     })
 }
 
@@ -397,7 +400,7 @@ fn find_bin_dir(wanted_major: Option<&str>) -> Result<PathBuf, EmbeddedError> {
     }
     let usable: Vec<PathBuf> = candidates
         .into_iter()
-        .filter(|dir| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file()))
+        .filter(|dir| has_server_binaries(dir))
         .collect();
     if let Some(major) = wanted_major {
         if let Some(dir) = usable.iter().find(|dir| server_major(dir).as_deref() == Some(major)) {
@@ -405,6 +408,10 @@ fn find_bin_dir(wanted_major: Option<&str>) -> Result<PathBuf, EmbeddedError> {
         }
     }
     usable.into_iter().next().ok_or(EmbeddedError::BinariesNotFound)
+}
+
+fn has_server_binaries(dir: &Path) -> bool {
+    ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file())
 }
 
 /// `postgres --version` → "15" for "postgres (PostgreSQL) 15.18 (Debian ...)".
@@ -439,7 +446,13 @@ mod tests {
     }
 
     #[test]
-    fn tmp_is_reachable_by_others() {
-        assert!(reachable_by_others(Path::new("/tmp/x/y")));
+    fn reachability_follows_directory_modes() {
+        let dir = std::env::temp_dir().join(format!("ward-reach-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("open")).unwrap();
+        std::fs::create_dir_all(dir.join("closed")).unwrap();
+        std::fs::set_permissions(dir.join("closed"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(reachable_by_others(&dir.join("open/not-yet/pg")));
+        assert!(!reachable_by_others(&dir.join("closed/pg")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

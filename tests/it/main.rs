@@ -1,1 +1,13 @@
+//! ward's integration tests: one binary (one link of the whole stack), one embedded
+//! PostgreSQL cluster for the whole run, and a fresh database per test cloned from a template
+//! that is migrated and seeded once.
 
+mod helpers;
+
+mod embedded;
+mod http_me;
+mod migrations;
+mod policy;
+mod schema;
+mod tokens;
+mod trigger;

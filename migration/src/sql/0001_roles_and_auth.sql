@@ -3,6 +3,20 @@
 
 do $$
 begin
+  -- ward's policy helpers (app.current_profile_id() and the like) are SECURITY DEFINER and
+  -- read `profiles` on the caller's behalf. Under FORCE ROW LEVEL SECURITY they would recurse
+  -- into profiles' own policies unless their owner bypasses RLS, so refuse, before creating
+  -- anything, to build a schema that could never work.
+  if not exists (
+    select 1 from pg_roles where rolname = current_user and (rolsuper or rolbypassrls)
+  ) then
+    raise exception 'ward''s migrations must run as a role that bypasses row-level security (a superuser, or postgres on Supabase); % does not', current_user;
+  end if;
+end
+$$;
+
+do $$
+begin
   if not exists (select 1 from pg_roles where rolname = 'anon') then
     create role anon nologin noinherit;
   end if;

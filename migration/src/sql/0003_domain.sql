@@ -1,19 +1,6 @@
 -- ward's tables, the helpers its policies call, the policies of the "who sees what" contract
 -- (DESIGN.md), and the triggers that keep derived columns and the ticket history.
 
-do $$
-begin
-  -- The helpers below are SECURITY DEFINER and read `profiles` on the caller's behalf. With
-  -- FORCE ROW LEVEL SECURITY they would recurse into profiles' own policies unless their owner
-  -- bypasses RLS, so refuse to build a schema that could never work.
-  if not exists (
-    select 1 from pg_roles where rolname = current_user and (rolsuper or rolbypassrls)
-  ) then
-    raise exception 'ward''s migrations must run as a role that bypasses row-level security (a superuser, or postgres on Supabase); % does not', current_user;
-  end if;
-end
-$$;
-
 create schema if not exists app;
 grant usage on schema app to anon, authenticated, service_role;
 

@@ -1,0 +1,237 @@
+//! The test harness: the shared cluster, per-test databases, people, and a spawned server.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, DbBackend};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use ward::app::{App, PreparedDatabase};
+use ward::auth::{Caller, TokenIssuer, UserClaims};
+use ward::config::{Config, Secret};
+use ward::db::embedded::{EmbeddedCluster, EmbeddedOptions};
+use ward::{db, demo};
+
+pub const SUPERUSER_PASSWORD: &str = "test-superuser-password";
+pub const AUTHENTICATOR_PASSWORD: &str = "test-authenticator-password";
+pub const JWT_SECRET: &str = "test-jwt-secret-that-is-long-enough-for-hs256";
+const TEMPLATE: &str = "ward_template";
+
+/// The cluster shared by every test of this binary. Its watchdog stops it when the test
+/// process exits.
+pub struct Cluster {
+    pub cluster: EmbeddedCluster,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        // Tests run on many runtimes; set up on a thread with its own.
+        std::thread::spawn(start_cluster).join().expect("the test cluster failed to start")
+    })
+}
+
+/// A scratch directory for this test process, removing those of dead earlier runs.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let root = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().to_string();
+            if let Some(pid) = file_name.strip_prefix("ward-it-").and_then(|r| r.split('-').next()) {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    root.join(format!("ward-it-{}-{name}", std::process::id()))
+}
+
+fn start_cluster() -> Cluster {
+    let dir = scratch_dir("cluster");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = EmbeddedCluster::start(&EmbeddedOptions {
+        data_dir: dir.join("pg"),
+        bin_dir: None,
+        superuser_password: SUPERUSER_PASSWORD.into(),
+        ephemeral: true,
+    })
+    .expect("start the embedded cluster");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let admin = db::connect(&Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, "postgres")), 1)
+            .await
+            .unwrap();
+        ward::app::create_database_if_missing(&admin, TEMPLATE).await.unwrap();
+        admin.close().await.unwrap();
+        let owner_url = Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, TEMPLATE));
+        db::migrate(&owner_url).await.expect("migrate the template");
+        ward::app::set_authenticator_password(&owner_url, &Secret::new(AUTHENTICATOR_PASSWORD))
+            .await
+            .unwrap();
+        let owner = db::connect(&owner_url, 1).await.unwrap();
+        demo::seed(&owner).await.expect("seed the template");
+        owner.close().await.unwrap();
+    });
+    Cluster { cluster }
+}
+
+impl Cluster {
+    pub fn superuser_url(&self, database: &str) -> Secret {
+        Secret::new(self.cluster.url("postgres", SUPERUSER_PASSWORD, database))
+    }
+}
+
+/// A database of its own for one test, cloned from the migrated, seeded template.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let cluster = cluster();
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        let admin = db::connect(&cluster.superuser_url("postgres"), 1).await.unwrap();
+        admin
+            .execute_unprepared(&format!("create database {name} template {TEMPLATE}"))
+            .await
+            .expect("clone the template database");
+        admin.close().await.unwrap();
+        TestDb { name }
+    }
+
+    /// As the schema owner (a superuser: bypasses RLS), for fixtures and inspection.
+    pub fn owner_url(&self) -> Secret {
+        cluster().superuser_url(&self.name)
+    }
+
+    /// As `authenticator`, like the server's request pool.
+    pub fn app_url(&self) -> Secret {
+        Secret::new(cluster().cluster.url("authenticator", AUTHENTICATOR_PASSWORD, &self.name))
+    }
+
+    pub async fn owner(&self) -> DatabaseConnection {
+        db::connect(&self.owner_url(), 2).await.unwrap()
+    }
+
+    pub async fn app_pool(&self) -> DatabaseConnection {
+        db::connect(&self.app_url(), 4).await.unwrap()
+    }
+}
+
+/// The caller a demo person's verified token yields.
+pub fn caller(email: &str) -> Caller {
+    let person = demo::person(email).unwrap_or_else(|| panic!("{email} is not a demo person"));
+    user_caller(person.auth_user_id, Some(person.email))
+}
+
+/// A signed-in caller with any user id (e.g. one who has no profile).
+pub fn user_caller(sub: Uuid, email: Option<&str>) -> Caller {
+    Caller::User(UserClaims {
+        sub,
+        email: email.map(String::from),
+        phone: None,
+        exp: i64::MAX,
+        raw: json!({ "sub": sub, "role": "authenticated", "aud": "authenticated", "email": email }),
+    })
+}
+
+/// Runs one statement inside a fresh RLS transaction as `caller`, then rolls back.
+pub async fn exec_as(
+    pool: &DatabaseConnection,
+    caller: &Caller,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<u64, DbErr> {
+    let tx = db::begin(pool, caller, false).await?;
+    let result = tx.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await;
+    tx.rollback().await?;
+    Ok(result?.rows_affected())
+}
+
+/// The first column (as text) of every row a query returns as `caller`.
+pub async fn ids_as(
+    pool: &DatabaseConnection,
+    caller: &Caller,
+    sql: &str,
+) -> Result<std::collections::BTreeSet<String>, DbErr> {
+    let tx: DatabaseTransaction = db::begin(pool, caller, true).await?;
+    let rows = tx.query_all_raw(Statement::from_string(DbBackend::Postgres, sql)).await;
+    tx.rollback().await?;
+    rows?.into_iter().map(|row| row.try_get_by_index::<String>(0)).collect()
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    pub issuer: TokenIssuer,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = TestDb::new().await;
+    let data_dir = scratch_dir(&db.name);
+    let vars = [
+        ("DATABASE_URL", db.app_url().expose().to_string()),
+        ("SUPABASE_JWT_SECRET", JWT_SECRET.to_string()),
+        ("WARD_BIND", "127.0.0.1:0".to_string()),
+        ("WARD_DATA_DIR", data_dir.display().to_string()),
+        ("WARD_DB_POOL_SIZE", "4".to_string()),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let prepared = PreparedDatabase { request_url: db.app_url(), owner_url: None, cluster: None };
+    let app = App::build_on(&config, prepared).await.expect("build the app");
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        db,
+        http: reqwest::Client::new(),
+        issuer: TokenIssuer::new(&Secret::new(JWT_SECRET)),
+        _stop: stop,
+    }
+}
+
+impl TestApp {
+    /// A valid bearer token for a demo person.
+    pub fn token(&self, email: &str) -> String {
+        let p = demo::person(email).unwrap();
+        self.issuer.user_token(p.auth_user_id, Some(p.email), Some(p.phone), 3600).unwrap()
+    }
+
+    /// POSTs a GraphQL request with an optional raw `Authorization` header value.
+    pub async fn graphql_with_header(&self, authorization: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .http
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("send the request");
+        assert!(response.status().is_success(), "HTTP {}", response.status());
+        response.json().await.expect("a JSON response")
+    }
+
+    /// POSTs a GraphQL request as a demo person (or anonymously with `None`).
+    pub async fn graphql(&self, email: Option<&str>, query: &str, variables: Value) -> Value {
+        let header = email.map(|e| format!("Bearer {}", self.token(e)));
+        self.graphql_with_header(header.as_deref(), query, variables).await
+    }
+}
+
+/// The `extensions.code` of a response's first error.
+pub fn error_code(response: &Value) -> Option<&str> {
+    response["errors"][0]["extensions"]["code"].as_str()
+}
