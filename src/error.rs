@@ -73,6 +73,7 @@ impl From<AuthError> for ApiError {
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
+            DomainError::Unauthenticated(why) => ApiError::new(ErrorCode::Unauthenticated, why),
             DomainError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
             DomainError::Forbidden(why) => ApiError::new(ErrorCode::Forbidden, why),
             DomainError::BadInput(why) => ApiError::new(ErrorCode::BadUserInput, why),
@@ -101,6 +102,7 @@ impl From<&sea_orm::DbErr> for ApiError {
             DbFailure::Contention => {
                 ApiError::new(ErrorCode::Conflict, "the data changed concurrently; try again")
             }
+            DbFailure::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
             DbFailure::Other => ApiError::internal(e),
         }
     }

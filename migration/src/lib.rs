@@ -39,6 +39,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0004_storage_policies.sql"),
                 down: include_str!("sql/0004_storage_policies_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261123_000005_ticket_workflow",
+                up: include_str!("sql/0005_ticket_workflow.sql"),
+                down: include_str!("sql/0005_ticket_workflow_down.sql"),
+            }),
         ]
     }
 }

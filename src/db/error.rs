@@ -17,6 +17,8 @@ pub enum DbFailure {
     Invalid(String),
     /// A serialization failure or deadlock (40001, 40P01): retry.
     Contention,
+    /// A function reported that the row it needs does not exist for this caller (P0002).
+    NotFound,
     /// Anything else: an internal error.
     Other,
 }
@@ -38,6 +40,7 @@ pub fn classify(err: &DbErr) -> DbFailure {
         Some("23503") => DbFailure::MissingReference(constraint),
         Some("23514" | "23502") => DbFailure::Invalid(constraint),
         Some("40001" | "40P01") => DbFailure::Contention,
+        Some("P0002") => DbFailure::NotFound,
         _ => DbFailure::Other,
     }
 }

@@ -5,6 +5,8 @@ use crate::db::SessionError;
 /// A rule said no, or the database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("forbidden: {0}")]

@@ -2,6 +2,9 @@
 //! (`&impl ConnectionTrait`), so PostgreSQL's policies apply beneath whatever they check.
 
 mod error;
+pub mod municipalities;
 pub mod profiles;
+pub mod tickets;
+pub mod values;
 
 pub use error::DomainError;

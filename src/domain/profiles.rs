@@ -1,9 +1,9 @@
-//! People's profiles: who the caller is, and the municipalities profiles belong to.
+//! People's profiles: who the caller is, and the profiles the caller may see.
 
 use std::collections::HashMap;
 
 use entity::prelude::*;
-use entity::{municipality, profile};
+use entity::profile;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
@@ -18,15 +18,9 @@ pub async fn me(db: &impl ConnectionTrait, caller: &Caller) -> Result<Option<pro
     Ok(Profile::find().filter(profile::Column::AuthUserId.eq(user.sub)).one(db).await?)
 }
 
-/// The municipalities with these ids that the caller may see.
+/// The profiles with these ids that the caller may see (their own; staff: their municipality's).
 #[tracing::instrument(skip_all, fields(count = ids.len()))]
-pub async fn municipalities_by_id(
-    db: &impl ConnectionTrait,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, municipality::Model>, DomainError> {
-    let rows = Municipality::find()
-        .filter(municipality::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|m| (m.id, m)).collect())
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap<Uuid, profile::Model>, DomainError> {
+    let rows = Profile::find().filter(profile::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }

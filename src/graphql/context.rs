@@ -37,6 +37,39 @@ pub async fn run<T>(
     session.run(f).await.map_err(ApiError::from)
 }
 
+/// Runs a mutation's domain function in a savepoint of the request's transaction: a failed
+/// mutation leaves nothing behind, while the request's other mutations keep their effects.
+pub async fn run_mutation<T>(
+    ctx: &Context<'_>,
+    f: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, DomainError>,
+) -> Result<T, ApiError> {
+    run(ctx, async |tx| {
+        let savepoint = sea_orm::TransactionTrait::begin(tx).await?;
+        match f(&savepoint).await {
+            Ok(value) => {
+                savepoint.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                Err(error)
+            }
+        }
+    })
+    .await
+}
+
+/// The caller of the request.
+pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a crate::auth::Caller, ApiError> {
+    Ok(request(ctx)?.session.caller())
+}
+
+/// Parses an `ID` argument that must be a UUID.
+pub fn parse_id(id: &async_graphql::ID, name: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id.as_str())
+        .map_err(|_| ApiError::new(ErrorCode::BadUserInput, format!("`{name}` is not a valid id")))
+}
+
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         ApiError::from(DomainError::Session(e))

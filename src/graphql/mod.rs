@@ -4,19 +4,22 @@
 mod context;
 mod extension;
 mod loaders;
+mod mutation;
 mod profile;
 mod query;
+mod ticket;
 
 pub use context::RequestData;
 pub use loaders::Loaders;
 
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptySubscription, Schema};
 
 use extension::WardExtension;
+use mutation::Mutation;
 use query::Query;
 
 /// ward's executable schema.
-pub type WardSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type WardSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Nesting deeper than this is refused before execution.
 pub const MAX_DEPTH: usize = 15;
@@ -25,7 +28,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// Builds the schema.
 pub fn build_schema() -> WardSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .extension(WardExtension)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

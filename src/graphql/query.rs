@@ -1,10 +1,14 @@
 //! The query root.
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 
-use super::context::{request, run};
+use super::context::{caller, parse_id, run};
 use super::profile::Profile;
+use super::ticket::{Ticket, TicketConnection, TicketFilter, TicketOrder};
+use crate::domain::tickets::{self, Page};
+use crate::domain::values::TrackingNumber;
 use crate::domain::profiles;
+use crate::error::ApiError;
 
 pub struct Query;
 
@@ -13,8 +17,44 @@ impl Query {
     /// The signed-in person's profile: null for anonymous callers and for people who have not
     /// registered yet.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
-        let caller = request(ctx)?.session.caller().clone();
-        let me = run(ctx, async |tx| profiles::me(tx, &caller).await).await?;
+        let caller = caller(ctx)?;
+        let me = run(ctx, async |tx| profiles::me(tx, caller).await).await?;
         Ok(me.map(Profile))
+    }
+
+    /// A ticket the caller may see; null otherwise.
+    async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
+        let id = parse_id(&id, "id")?;
+        Ok(run(ctx, async |tx| tickets::get(tx, id).await).await?.map(Ticket))
+    }
+
+    /// A ticket by its tracking number, e.g. `DEMO-2026-000042`; null if the caller may not see it.
+    async fn ticket_by_tracking_number(
+        &self,
+        ctx: &Context<'_>,
+        tracking_number: String,
+    ) -> async_graphql::Result<Option<Ticket>> {
+        let number = TrackingNumber::parse(&tracking_number).map_err(ApiError::from)?;
+        Ok(run(ctx, async |tx| tickets::by_tracking_number(tx, &number).await).await?.map(Ticket))
+    }
+
+    /// The tickets the caller may see, a page at a time (at most 100 per page; 20 by default).
+    #[graphql(complexity = "first.or(last).unwrap_or(20).clamp(0, 100) as usize * child_complexity")]
+    async fn tickets(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<TicketFilter>,
+        order_by: Option<TicketOrder>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let order = order_by.unwrap_or_default().into_domain();
+        let filter = filter.unwrap_or_default().into_domain()?;
+        let page = Page::from_relay(first, after.as_deref(), last, before.as_deref(), order.field)
+            .map_err(ApiError::from)?;
+        let result = run(ctx, async |tx| tickets::list(tx, &filter, order, &page).await).await?;
+        Ok(TicketConnection { page: result, filter, field: order.field })
     }
 }

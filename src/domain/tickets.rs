@@ -1,0 +1,673 @@
+//! Tickets: reading them page by page, and the service-request workflow (create, edit with
+//! optimistic concurrency, status transitions, assignment, notices). Each rule here is checked
+//! for a clear error; the policies and guard triggers in the database hold them regardless.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use entity::enums::{AppRole, TicketCategory, TicketPriority, TicketStatus};
+use entity::prelude::*;
+use entity::{profile, ticket};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement,
+    Value,
+};
+use uuid::Uuid;
+
+use super::DomainError;
+use super::profiles;
+use super::values::{Description, Message, NoticeKind, Title, TrackingNumber};
+use crate::auth::Caller;
+
+/// The most tickets one page may hold.
+pub const MAX_PAGE_SIZE: u64 = 100;
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+
+/// A ticket to create.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub title: Title,
+    pub description: Description,
+    pub category: TicketCategory,
+    pub priority: TicketPriority,
+    pub ward_id: Option<Uuid>,
+    pub is_sensitive: bool,
+}
+
+/// Edits to a ticket; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TicketChanges {
+    pub title: Option<Title>,
+    pub description: Option<Description>,
+    pub category: Option<TicketCategory>,
+    pub priority: Option<TicketPriority>,
+    /// `Some(None)` clears the ward.
+    pub ward_id: Option<Option<Uuid>>,
+    pub is_sensitive: Option<bool>,
+}
+
+/// Which tickets a list holds (all conditions must hold).
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub statuses: Vec<TicketStatus>,
+    pub categories: Vec<TicketCategory>,
+    pub ward_id: Option<Uuid>,
+    pub assignee_id: Option<Uuid>,
+    pub is_sensitive: Option<bool>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Words to find in the title or description (case-insensitive).
+    pub search: Option<String>,
+}
+
+/// What a list is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderField {
+    CreatedAt,
+    UpdatedAt,
+    SlaDueAt,
+}
+
+impl OrderField {
+    fn column(self) -> &'static str {
+        match self {
+            OrderField::CreatedAt => "created_at",
+            OrderField::UpdatedAt => "updated_at",
+            OrderField::SlaDueAt => "sla_due_at",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            OrderField::CreatedAt => "c",
+            OrderField::UpdatedAt => "u",
+            OrderField::SlaDueAt => "s",
+        }
+    }
+
+    fn value(self, t: &ticket::Model) -> DateTime<Utc> {
+        match self {
+            OrderField::CreatedAt => t.created_at.to_utc(),
+            OrderField::UpdatedAt => t.updated_at.to_utc(),
+            OrderField::SlaDueAt => t.sla_due_at.map(|d| d.to_utc()).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+}
+
+/// Sort order: a field, then the id, in one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketOrder {
+    pub field: OrderField,
+    pub descending: bool,
+}
+
+impl Default for TicketOrder {
+    fn default() -> Self {
+        TicketOrder { field: OrderField::CreatedAt, descending: true }
+    }
+}
+
+/// A position in a sorted list: the sort value and id of a ticket. Opaque to clients; stable
+/// under inserts because it names a place in the order, not an offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    field: OrderField,
+    value: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl Cursor {
+    pub fn of(field: OrderField, ticket: &ticket::Model) -> Self {
+        Cursor { field, value: field.value(ticket), id: ticket.id }
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("t1|{}|{}|{}", self.field.tag(), self.value.timestamp_micros(), self.id))
+    }
+
+    pub fn decode(text: &str, field: OrderField) -> Result<Self, DomainError> {
+        let bad = || DomainError::BadInput("the cursor is not one this list handed out".into());
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let parts: Vec<&str> = text.split('|').collect();
+        let ["t1", tag, micros, id] = parts.as_slice() else { return Err(bad()) };
+        if *tag != field.tag() {
+            return Err(DomainError::BadInput("the cursor belongs to a list in another order".into()));
+        }
+        let value = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+        Ok(Cursor { field, value, id: Uuid::parse_str(id).map_err(|_| bad())? })
+    }
+}
+
+/// Which page of a list.
+#[derive(Debug, Clone)]
+pub enum Page {
+    /// The first `n` after a cursor (or from the start).
+    First { n: u64, after: Option<Cursor> },
+    /// The last `n` before a cursor (or up to the end).
+    Last { n: u64, before: Option<Cursor> },
+}
+
+impl Page {
+    /// Reads Relay's `first`/`after`/`last`/`before`.
+    pub fn from_relay(
+        first: Option<i32>,
+        after: Option<&str>,
+        last: Option<i32>,
+        before: Option<&str>,
+        field: OrderField,
+    ) -> Result<Self, DomainError> {
+        let size = |n: i32, name: &str| {
+            if n < 0 {
+                Err(DomainError::BadInput(format!("`{name}` must not be negative")))
+            } else if n as u64 > MAX_PAGE_SIZE {
+                Err(DomainError::BadInput(format!("`{name}` must be at most {MAX_PAGE_SIZE}")))
+            } else {
+                Ok(n as u64)
+            }
+        };
+        let cursor = |c: Option<&str>| c.map(|c| Cursor::decode(c, field)).transpose();
+        match (first, last) {
+            (Some(_), Some(_)) => Err(DomainError::BadInput("use `first` or `last`, not both".into())),
+            (_, Some(n)) => {
+                if after.is_some() {
+                    return Err(DomainError::BadInput("`last` pages backwards: use `before`, not `after`".into()));
+                }
+                Ok(Page::Last { n: size(n, "last")?, before: cursor(before)? })
+            }
+            (first, None) => {
+                if before.is_some() {
+                    return Err(DomainError::BadInput("`first` pages forwards: use `after`, not `before`".into()));
+                }
+                Ok(Page::First { n: size(first.unwrap_or(DEFAULT_PAGE_SIZE as i32), "first")?, after: cursor(after)? })
+            }
+        }
+    }
+}
+
+/// One page of tickets, in list order.
+#[derive(Debug, Clone)]
+pub struct TicketPage {
+    pub tickets: Vec<ticket::Model>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+}
+
+/// SQL conditions with their bound values, numbered as they are added.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Conditions {
+    fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+
+    fn push(&mut self, condition: String) {
+        self.sql.push(condition);
+    }
+
+    fn where_clause(&self) -> String {
+        if self.sql.is_empty() { String::new() } else { format!("where {}", self.sql.join(" and ")) }
+    }
+}
+
+fn filter_conditions(filter: &TicketFilter) -> Conditions {
+    let mut c = Conditions::default();
+    if !filter.statuses.is_empty() {
+        let list: Vec<String> = filter.statuses.iter().map(|s| c.bind(s.to_value())).collect();
+        c.push(format!("status in ({})", list.join(", ")));
+    }
+    if !filter.categories.is_empty() {
+        let list: Vec<String> = filter.categories.iter().map(|s| c.bind(s.to_value())).collect();
+        c.push(format!("category in ({})", list.join(", ")));
+    }
+    if let Some(ward) = filter.ward_id {
+        let p = c.bind(ward);
+        c.push(format!("ward_id = {p}"));
+    }
+    if let Some(assignee) = filter.assignee_id {
+        let p = c.bind(assignee);
+        c.push(format!("assignee_id = {p}"));
+    }
+    if let Some(sensitive) = filter.is_sensitive {
+        let p = c.bind(sensitive);
+        c.push(format!("is_sensitive = {p}"));
+    }
+    if let Some(after) = filter.created_after {
+        let p = c.bind(after);
+        c.push(format!("created_at >= {p}"));
+    }
+    if let Some(before) = filter.created_before {
+        let p = c.bind(before);
+        c.push(format!("created_at < {p}"));
+    }
+    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let p = c.bind(format!("%{escaped}%"));
+        c.push(format!("(title ilike {p} escape '\\' or description ilike {p} escape '\\')"));
+    }
+    c
+}
+
+/// One page of the tickets the caller can see.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &TicketFilter,
+    order: TicketOrder,
+    page: &Page,
+) -> Result<TicketPage, DomainError> {
+    let mut c = filter_conditions(filter);
+    let column = order.field.column();
+    // Walking backwards (`last`/`before`) reads in the opposite direction, then flips the page.
+    let (limit, cursor, backwards) = match page {
+        Page::First { n, after } => (*n, after.as_ref(), false),
+        Page::Last { n, before } => (*n, before.as_ref(), true),
+    };
+    let descending = order.descending != backwards;
+    if let Some(cursor) = cursor {
+        let v = c.bind(cursor.value);
+        let id = c.bind(cursor.id);
+        let op = if descending { "<" } else { ">" };
+        c.push(format!("({column}, id) {op} ({v}, {id})"));
+    }
+    let direction = if descending { "desc" } else { "asc" };
+    let limit_param = c.bind((limit + 1) as i64);
+    let sql = format!(
+        "select * from tickets {} order by {column} {direction}, id {direction} limit {limit_param}",
+        c.where_clause()
+    );
+    let mut rows = Ticket::find()
+        .from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values))
+        .all(db)
+        .await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    if backwards {
+        rows.reverse();
+        Ok(TicketPage { tickets: rows, has_next_page: cursor.is_some(), has_previous_page: more })
+    } else {
+        Ok(TicketPage { tickets: rows, has_next_page: more, has_previous_page: cursor.is_some() })
+    }
+}
+
+/// How many tickets the caller can see that match `filter`.
+#[tracing::instrument(skip_all)]
+pub async fn count(db: &impl ConnectionTrait, filter: &TicketFilter) -> Result<i64, DomainError> {
+    let c = filter_conditions(filter);
+    let sql = format!("select count(*) as n from tickets {}", c.where_clause());
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values))
+        .await?
+        .ok_or_else(|| DomainError::Db(sea_orm::DbErr::RecordNotFound("count".into())))?;
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// A ticket the caller can see.
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<ticket::Model>, DomainError> {
+    Ok(Ticket::find_by_id(id).one(db).await?)
+}
+
+/// A ticket the caller can see, by tracking number.
+pub async fn by_tracking_number(
+    db: &impl ConnectionTrait,
+    number: &TrackingNumber,
+) -> Result<Option<ticket::Model>, DomainError> {
+    Ok(Ticket::find().filter(ticket::Column::TrackingNumber.eq(number.as_str())).one(db).await?)
+}
+
+/// The caller's own profile, required to act.
+async fn acting_profile(db: &impl ConnectionTrait, caller: &Caller) -> Result<profile::Model, DomainError> {
+    match caller {
+        Caller::User(_) => profiles::me(db, caller)
+            .await?
+            .ok_or_else(|| DomainError::Forbidden("register a profile before working with tickets".into())),
+        Caller::Anonymous => Err(DomainError::Unauthenticated("sign in to work with tickets".into())),
+        Caller::Service => Err(DomainError::Forbidden("the service role does not act as a person".into())),
+    }
+}
+
+async fn visible(db: &impl ConnectionTrait, id: Uuid) -> Result<ticket::Model, DomainError> {
+    get(db, id).await?.ok_or(DomainError::NotFound("ticket"))
+}
+
+/// Creates a ticket reported by the caller, in the caller's municipality. The database gives
+/// it its tracking number and SLA due time.
+#[tracing::instrument(skip_all)]
+pub async fn create(db: &impl ConnectionTrait, caller: &Caller, new: NewTicket) -> Result<ticket::Model, DomainError> {
+    let me = acting_profile(db, caller).await?;
+    if me.role == AppRole::FieldWorker {
+        return Err(DomainError::Forbidden("field workers do not create tickets".into()));
+    }
+    if let Some(ward) = new.ward_id {
+        if Ward::find_by_id(ward).one(db).await?.is_none() {
+            return Err(DomainError::BadInput("no such ward in your municipality".into()));
+        }
+    }
+    let model = ticket::ActiveModel {
+        municipality_id: Set(me.municipality_id),
+        category: Set(new.category),
+        title: Set(new.title.into_inner()),
+        description: Set(new.description.into_inner()),
+        priority: Set(new.priority),
+        ward_id: Set(new.ward_id),
+        reporter_id: Set(Some(me.id)),
+        is_sensitive: Set(new.is_sensitive),
+        ..Default::default()
+    };
+    Ok(Ticket::insert(model).exec_with_returning(db).await?)
+}
+
+/// Whether the caller's role lets them edit or assign this ticket.
+fn may_manage(role: AppRole, ticket: &ticket::Model) -> bool {
+    match role {
+        AppRole::Manager | AppRole::Admin => true,
+        AppRole::SapsLiaison => ticket.is_sensitive,
+        AppRole::Citizen | AppRole::FieldWorker => false,
+    }
+}
+
+/// Applies `changes` if the ticket is still at `expected_version`.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn update(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    id: Uuid,
+    changes: TicketChanges,
+    expected_version: i32,
+) -> Result<ticket::Model, DomainError> {
+    let me = acting_profile(db, caller).await?;
+    let current = visible(db, id).await?;
+    if !may_manage(me.role, &current) {
+        return Err(DomainError::Forbidden("you may not edit this ticket".into()));
+    }
+    if let Some(Some(ward)) = changes.ward_id {
+        if Ward::find_by_id(ward).one(db).await?.is_none() {
+            return Err(DomainError::BadInput("no such ward in your municipality".into()));
+        }
+    }
+    let mut update = Ticket::update_many()
+        .filter(ticket::Column::Id.eq(id))
+        .filter(ticket::Column::Version.eq(expected_version));
+    let mut changed = false;
+    if let Some(title) = changes.title {
+        update = update.col_expr(ticket::Column::Title, Expr::value(title.into_inner()));
+        changed = true;
+    }
+    if let Some(description) = changes.description {
+        update = update.col_expr(ticket::Column::Description, Expr::value(description.into_inner()));
+        changed = true;
+    }
+    if let Some(category) = changes.category {
+        update = update.col_expr(ticket::Column::Category, Expr::value(category.to_value()));
+        changed = true;
+    }
+    if let Some(priority) = changes.priority {
+        update = update.col_expr(ticket::Column::Priority, Expr::value(priority.to_value()));
+        changed = true;
+    }
+    if let Some(ward) = changes.ward_id {
+        update = update.col_expr(ticket::Column::WardId, Expr::value(ward));
+        changed = true;
+    }
+    if let Some(sensitive) = changes.is_sensitive {
+        update = update.col_expr(ticket::Column::IsSensitive, Expr::value(sensitive));
+        changed = true;
+    }
+    if !changed {
+        return Err(DomainError::BadInput("nothing to change".into()));
+    }
+    let updated = update.exec_with_returning(db).await?;
+    finish_update(db, id, expected_version, updated).await
+}
+
+/// The updated row, or why there is none: the version moved (`CONFLICT`) or a policy refused.
+async fn finish_update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    expected_version: i32,
+    updated: Vec<ticket::Model>,
+) -> Result<ticket::Model, DomainError> {
+    if let Some(ticket) = updated.into_iter().next() {
+        return Ok(ticket);
+    }
+    match get(db, id).await? {
+        Some(now) if now.version != expected_version => Err(DomainError::Conflict(format!(
+            "the ticket changed since version {expected_version}; it is at version {} now",
+            now.version
+        ))),
+        Some(_) => Err(DomainError::Forbidden("you may not change this ticket".into())),
+        None => Err(DomainError::NotFound("ticket")),
+    }
+}
+
+/// Whether the workflow goes from `from` to `to` (reopening included).
+pub fn transition_allowed(from: TicketStatus, to: TicketStatus) -> bool {
+    use TicketStatus::*;
+    matches!(
+        (from, to),
+        (Open, InProgress | Resolved | Rejected | Closed)
+            | (InProgress, Open | Resolved | Rejected)
+            | (Resolved, Closed | Open)
+            | (Closed, Open)
+            | (Rejected, Open)
+    )
+}
+
+/// Whether a role may make this move on this ticket (given that the workflow allows it).
+fn may_move(role: AppRole, me: Uuid, ticket: &ticket::Model, to: TicketStatus) -> bool {
+    use TicketStatus::*;
+    match role {
+        AppRole::FieldWorker => {
+            ticket.assignee_id == Some(me)
+                && !ticket.is_sensitive
+                && matches!((ticket.status, to), (Open, InProgress | Resolved) | (InProgress, Open | Resolved))
+        }
+        other => may_manage(other, ticket),
+    }
+}
+
+/// Moves a ticket to `status`, recording `note` with the change.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn set_status(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    id: Uuid,
+    status: TicketStatus,
+    note: Option<Message>,
+) -> Result<ticket::Model, DomainError> {
+    let me = acting_profile(db, caller).await?;
+    let current = visible(db, id).await?;
+    if current.status == status {
+        return Err(DomainError::BadInput(format!("the ticket is already {}", status.to_value())));
+    }
+    if !transition_allowed(current.status, status) {
+        return Err(DomainError::BadInput(format!(
+            "a ticket cannot go from {} to {}",
+            current.status.to_value(),
+            status.to_value()
+        )));
+    }
+    if !may_move(me.role, me.id, &current, status) {
+        return Err(DomainError::Forbidden("you may not change this ticket's status".into()));
+    }
+    set_event_note(db, note.as_ref().map(|n| n.clone().into_inner()).unwrap_or_default()).await?;
+    let updated = Ticket::update_many()
+        .col_expr(ticket::Column::Status, Expr::value(status.to_value()))
+        .filter(ticket::Column::Id.eq(id))
+        .filter(ticket::Column::Version.eq(current.version))
+        .exec_with_returning(db)
+        .await?;
+    set_event_note(db, String::new()).await?;
+    finish_update(db, id, current.version, updated).await
+}
+
+/// The note the ticket trigger records with the next change in this transaction.
+async fn set_event_note(db: &impl ConnectionTrait, note: String) -> Result<(), DomainError> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "select set_config('ward.event_note', $1, true)",
+        [note.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Assigns a ticket to a field worker or manager of its municipality.
+#[tracing::instrument(skip_all, fields(%id, %assignee_id))]
+pub async fn assign(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    id: Uuid,
+    assignee_id: Uuid,
+) -> Result<ticket::Model, DomainError> {
+    let me = acting_profile(db, caller).await?;
+    let current = visible(db, id).await?;
+    if !may_manage(me.role, &current) {
+        return Err(DomainError::Forbidden("you may not assign this ticket".into()));
+    }
+    let assignee = Profile::find_by_id(assignee_id).one(db).await?;
+    let fits = assignee.is_some_and(|a| {
+        a.municipality_id == current.municipality_id
+            && matches!(a.role, AppRole::FieldWorker | AppRole::Manager)
+    });
+    if !fits {
+        return Err(DomainError::BadInput(
+            "the assignee must be a field worker or manager of the ticket's municipality".into(),
+        ));
+    }
+    let updated = Ticket::update_many()
+        .col_expr(ticket::Column::AssigneeId, Expr::value(assignee_id))
+        .filter(ticket::Column::Id.eq(id))
+        .filter(ticket::Column::Version.eq(current.version))
+        .exec_with_returning(db)
+        .await?;
+    finish_update(db, id, current.version, updated).await
+}
+
+/// Records a notice on a ticket and announces it; returns the event.
+#[tracing::instrument(skip_all, fields(%ticket_id))]
+pub async fn publish_notice(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    ticket_id: Uuid,
+    kind: &NoticeKind,
+    message: &Message,
+) -> Result<entity::ticket_event::Model, DomainError> {
+    if !matches!(caller, Caller::Service) {
+        let me = acting_profile(db, caller).await?;
+        if !matches!(me.role, AppRole::Manager | AppRole::Admin) {
+            return Err(DomainError::Forbidden("only managers and admins publish notices".into()));
+        }
+        visible(db, ticket_id).await?;
+    }
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "select app.publish_ticket_notice($1, $2, $3) as id",
+            [ticket_id.into(), kind.as_str().into(), message.clone().into_inner().into()],
+        ))
+        .await?
+        .ok_or(DomainError::NotFound("ticket"))?;
+    let event_id: i64 = row.try_get("", "id")?;
+    TicketEvent::find_by_id(event_id).one(db).await?.ok_or(DomainError::NotFound("ticket event"))
+}
+
+/// The history of these tickets (those the caller can see), oldest first.
+#[tracing::instrument(skip_all, fields(count = ids.len()))]
+pub async fn events_by_ticket(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<entity::ticket_event::Model>>, DomainError> {
+    use entity::ticket_event::Column;
+    let rows = TicketEvent::find()
+        .filter(Column::TicketId.is_in(ids.iter().copied()))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?;
+    Ok(group_by(rows, |e| e.ticket_id))
+}
+
+/// The files of these tickets the caller may read, oldest first (GBV evidence only for SAPS
+/// liaisons and admins: the media policy decides).
+#[tracing::instrument(skip_all, fields(count = ids.len()))]
+pub async fn media_by_ticket(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<entity::media::Model>>, DomainError> {
+    use entity::media::Column;
+    let rows = Media::find()
+        .filter(Column::TicketId.is_in(ids.iter().copied()))
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?;
+    Ok(group_by(rows, |m| m.ticket_id))
+}
+
+fn group_by<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+    let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
+    for row in rows {
+        groups.entry(key(&row)).or_default().push(row);
+    }
+    groups
+}
+
+/// Records an `SLA_BREACHED` notice for every open ticket past its due time that has none yet.
+/// Runs as the service role; returns how many were recorded.
+pub async fn sweep_sla_breaches(db: &impl ConnectionTrait) -> Result<i32, DomainError> {
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select app.sweep_sla_breaches() as n"))
+        .await?
+        .ok_or_else(|| DomainError::Db(sea_orm::DbErr::RecordNotFound("sweep".into())))?;
+    Ok(row.try_get::<i32>("", "n")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TicketStatus::*;
+
+    #[test]
+    fn the_workflow_allows_reopening_but_not_skipping_back() {
+        assert!(transition_allowed(Open, InProgress));
+        assert!(transition_allowed(InProgress, Resolved));
+        assert!(transition_allowed(Resolved, Closed));
+        assert!(transition_allowed(Resolved, Open));
+        assert!(transition_allowed(Closed, Open));
+        assert!(transition_allowed(Rejected, Open));
+        assert!(!transition_allowed(Closed, Resolved));
+        assert!(!transition_allowed(Rejected, Closed));
+        assert!(!transition_allowed(Resolved, InProgress));
+        assert!(!transition_allowed(Open, Open));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_forgeries() {
+        let cursor = Cursor { field: OrderField::CreatedAt, value: Utc::now(), id: Uuid::new_v4() };
+        let decoded = Cursor::decode(&cursor.encode(), OrderField::CreatedAt).unwrap();
+        assert_eq!(decoded.id, cursor.id);
+        assert_eq!(decoded.value.timestamp_micros(), cursor.value.timestamp_micros());
+        assert!(Cursor::decode(&cursor.encode(), OrderField::UpdatedAt).is_err());
+        assert!(Cursor::decode("bm9wZQ", OrderField::CreatedAt).is_err());
+        assert!(Cursor::decode("%%%", OrderField::CreatedAt).is_err());
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        let f = OrderField::CreatedAt;
+        assert!(matches!(Page::from_relay(None, None, None, None, f), Ok(Page::First { n: 20, .. })));
+        assert!(Page::from_relay(Some(101), None, None, None, f).is_err());
+        assert!(Page::from_relay(Some(-1), None, None, None, f).is_err());
+        assert!(Page::from_relay(Some(5), None, Some(5), None, f).is_err());
+        assert!(matches!(Page::from_relay(None, None, Some(100), None, f), Ok(Page::Last { n: 100, .. })));
+    }
+}

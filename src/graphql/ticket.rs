@@ -1,0 +1,411 @@
+//! The ticket types: `Ticket`, its history and files, the enums, the connection, and inputs.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::enums::{self, UploadPurpose};
+use entity::{media, ticket, ticket_event, ward};
+
+use super::context::{parse_id, request, run};
+use super::profile::Profile;
+use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
+use crate::error::ApiError;
+
+macro_rules! mirror_enum {
+    ($(#[$doc:meta])* $name:ident <=> $domain:path { $($variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl From<$domain> for $name {
+            fn from(value: $domain) -> Self {
+                match value { $(<$domain>::$variant => $name::$variant),+ }
+            }
+        }
+
+        impl From<$name> for $domain {
+            fn from(value: $name) -> Self {
+                match value { $($name::$variant => <$domain>::$variant),+ }
+            }
+        }
+    };
+}
+
+mirror_enum!(
+    /// What a ticket is about.
+    TicketCategory <=> enums::TicketCategory { Water, Electricity, Roads, Waste, Safety, Other }
+);
+mirror_enum!(
+    /// Where a ticket is in its workflow: OPEN → IN_PROGRESS → RESOLVED → CLOSED, or REJECTED;
+    /// resolved, closed and rejected tickets can be reopened.
+    TicketStatus <=> enums::TicketStatus { Open, InProgress, Resolved, Closed, Rejected }
+);
+mirror_enum!(
+    /// How urgent a ticket is.
+    TicketPriority <=> enums::TicketPriority { Low, Normal, High, Urgent }
+);
+mirror_enum!(
+    /// What a history entry records.
+    TicketEventKind <=> enums::TicketEventKind { Created, Updated, Notice }
+);
+mirror_enum!(
+    /// Why a file was uploaded.
+    MediaPurpose <=> UploadPurpose { Photo, Evidence, Document, GbvEvidence }
+);
+
+/// A service request.
+pub struct Ticket(pub ticket::Model);
+
+#[Object]
+impl Ticket {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Per municipality and year, e.g. `DEMO-2026-000042`.
+    async fn tracking_number(&self) -> &str {
+        &self.0.tracking_number
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    async fn category(&self) -> TicketCategory {
+        self.0.category.into()
+    }
+
+    async fn status(&self) -> TicketStatus {
+        self.0.status.into()
+    }
+
+    async fn priority(&self) -> TicketPriority {
+        self.0.priority.into()
+    }
+
+    /// A gender-based-violence case: visible to its reporter, SAPS liaisons and admins (and
+    /// managers), its evidence only to SAPS liaisons and admins.
+    async fn is_sensitive(&self) -> bool {
+        self.0.is_sensitive
+    }
+
+    async fn ward(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Ward>> {
+        let Some(id) = self.0.ward_id else { return Ok(None) };
+        Ok(request(ctx)?.loaders.ward.load_one(id).await?.map(Ward))
+    }
+
+    /// Who reported it; null where the caller may not see that profile.
+    async fn reporter(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
+        let Some(id) = self.0.reporter_id else { return Ok(None) };
+        Ok(request(ctx)?.loaders.profile.load_one(id).await?.map(Profile))
+    }
+
+    /// Who works on it; null when unassigned or where the caller may not see that profile.
+    async fn assignee(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
+        let Some(id) = self.0.assignee_id else { return Ok(None) };
+        Ok(request(ctx)?.loaders.profile.load_one(id).await?.map(Profile))
+    }
+
+    /// Evidence files (including GBV evidence, for those who may read it).
+    async fn evidence(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Media>> {
+        let all = self.media_rows(ctx).await?;
+        Ok(all
+            .into_iter()
+            .filter(|m| matches!(m.purpose, UploadPurpose::Evidence | UploadPurpose::GbvEvidence))
+            .map(Media)
+            .collect())
+    }
+
+    /// Every file of the ticket the caller may read.
+    async fn media(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Media>> {
+        Ok(self.media_rows(ctx).await?.into_iter().map(Media).collect())
+    }
+
+    /// The ticket's history, oldest first.
+    async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
+        let events = request(ctx)?.loaders.ticket_events.load_one(self.0.id).await?;
+        Ok(events.unwrap_or_default().into_iter().map(TicketEvent).collect())
+    }
+
+    /// When the service-level agreement for its category runs out.
+    async fn sla_due_at(&self) -> Option<DateTime<Utc>> {
+        self.0.sla_due_at.map(|d| d.to_utc())
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.to_utc()
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at.to_utc()
+    }
+
+    /// Increases with every change; pass it as `expectedVersion` to `updateTicket`.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+}
+
+impl Ticket {
+    async fn media_rows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<media::Model>> {
+        Ok(request(ctx)?.loaders.ticket_media.load_one(self.0.id).await?.unwrap_or_default())
+    }
+}
+
+/// A ward of a municipality.
+pub struct Ward(pub ward::Model);
+
+#[Object]
+impl Ward {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn number(&self) -> Option<i32> {
+        self.0.number
+    }
+}
+
+/// An entry of a ticket's history: its creation, a change, or a notice.
+pub struct TicketEvent(pub ticket_event::Model);
+
+#[Object]
+impl TicketEvent {
+    /// Increasing: later events have larger ids.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn kind(&self) -> TicketEventKind {
+        self.0.kind.into()
+    }
+
+    /// For notices, e.g. `SLA_BREACHED`.
+    async fn notice_kind(&self) -> Option<&str> {
+        self.0.notice_kind.as_deref()
+    }
+
+    /// A notice's text, or the note given with a status change.
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+
+    /// The ticket's status after this event.
+    async fn status(&self) -> TicketStatus {
+        self.0.status.into()
+    }
+
+    /// Who acted; null for the system and where the caller may not see that profile.
+    async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
+        let Some(id) = self.0.actor_profile_id else { return Ok(None) };
+        Ok(request(ctx)?.loaders.profile.load_one(id).await?.map(Profile))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.to_utc()
+    }
+}
+
+/// A file attached to a ticket.
+pub struct Media(pub media::Model);
+
+#[Object]
+impl Media {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn purpose(&self) -> MediaPurpose {
+        self.0.purpose.into()
+    }
+
+    async fn bucket(&self) -> &str {
+        &self.0.bucket
+    }
+
+    /// The object path in its bucket: `{municipality_id}/{file_id}/{filename}`.
+    async fn path(&self) -> &str {
+        &self.0.object_path
+    }
+
+    async fn content_type(&self) -> &str {
+        &self.0.content_type
+    }
+
+    async fn size_bytes(&self) -> i64 {
+        self.0.size_bytes
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.to_utc()
+    }
+}
+
+/// Which tickets a list holds; every given condition must hold.
+#[derive(InputObject, Default)]
+pub struct TicketFilter {
+    pub status: Option<Vec<TicketStatus>>,
+    pub category: Option<Vec<TicketCategory>>,
+    pub ward_id: Option<ID>,
+    pub assignee_id: Option<ID>,
+    pub is_sensitive: Option<bool>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Text to find in the title or description (case-insensitive).
+    pub search: Option<String>,
+}
+
+impl TicketFilter {
+    pub fn into_domain(self) -> Result<DomainFilter, ApiError> {
+        if let Some(search) = &self.search {
+            if search.chars().count() > 200 {
+                return Err(ApiError::new(crate::error::ErrorCode::BadUserInput, "search must be at most 200 characters"));
+            }
+        }
+        Ok(DomainFilter {
+            statuses: self.status.unwrap_or_default().into_iter().map(Into::into).collect(),
+            categories: self.category.unwrap_or_default().into_iter().map(Into::into).collect(),
+            ward_id: self.ward_id.as_ref().map(|id| parse_id(id, "wardId")).transpose()?,
+            assignee_id: self.assignee_id.as_ref().map(|id| parse_id(id, "assigneeId")).transpose()?,
+            is_sensitive: self.is_sensitive,
+            created_after: self.created_after,
+            created_before: self.created_before,
+            search: self.search,
+        })
+    }
+}
+
+/// What to sort tickets by.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum TicketOrderField {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    SlaDueAt,
+}
+
+/// A sort direction.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    Asc,
+    #[default]
+    Desc,
+}
+
+/// How to sort tickets (ties broken by id, in the same direction).
+#[derive(InputObject, Default)]
+pub struct TicketOrder {
+    #[graphql(default)]
+    pub field: TicketOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+impl TicketOrder {
+    pub fn into_domain(self) -> tickets::TicketOrder {
+        tickets::TicketOrder {
+            field: match self.field {
+                TicketOrderField::CreatedAt => OrderField::CreatedAt,
+                TicketOrderField::UpdatedAt => OrderField::UpdatedAt,
+                TicketOrderField::SlaDueAt => OrderField::SlaDueAt,
+            },
+            descending: self.direction == OrderDirection::Desc,
+        }
+    }
+}
+
+/// A page of tickets, Relay style.
+pub struct TicketConnection {
+    pub page: TicketPage,
+    pub filter: DomainFilter,
+    pub field: OrderField,
+}
+
+/// One ticket of a page, with its cursor.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct TicketEdge {
+    pub cursor: String,
+    #[graphql(skip)]
+    pub ticket: ticket::Model,
+}
+
+#[ComplexObject]
+impl TicketEdge {
+    async fn node(&self) -> Ticket {
+        Ticket(self.ticket.clone())
+    }
+}
+
+/// Where a page sits in its list.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+#[Object]
+impl TicketConnection {
+    async fn edges(&self) -> Vec<TicketEdge> {
+        self.page
+            .tickets
+            .iter()
+            .map(|t| TicketEdge { cursor: Cursor::of(self.field, t).encode(), ticket: t.clone() })
+            .collect()
+    }
+
+    async fn nodes(&self) -> Vec<Ticket> {
+        self.page.tickets.iter().cloned().map(Ticket).collect()
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        let cursor = |t: &ticket::Model| Cursor::of(self.field, t).encode();
+        PageInfo {
+            has_next_page: self.page.has_next_page,
+            has_previous_page: self.page.has_previous_page,
+            start_cursor: self.page.tickets.first().map(cursor),
+            end_cursor: self.page.tickets.last().map(cursor),
+        }
+    }
+
+    /// How many tickets match the filter (all pages).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(run(ctx, async |tx| tickets::count(tx, &self.filter).await).await?)
+    }
+}
+
+/// A new ticket, reported by the caller.
+#[derive(InputObject)]
+pub struct CreateTicketInput {
+    pub title: String,
+    #[graphql(default)]
+    pub description: String,
+    pub category: TicketCategory,
+    pub ward_id: Option<ID>,
+    #[graphql(default)]
+    pub is_sensitive: bool,
+    pub priority: Option<TicketPriority>,
+}
+
+/// Changes to a ticket; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateTicketInput {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<TicketCategory>,
+    pub priority: Option<TicketPriority>,
+    /// A ward id, or null to clear it.
+    pub ward_id: async_graphql::MaybeUndefined<ID>,
+    pub is_sensitive: Option<bool>,
+}
