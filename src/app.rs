@@ -84,6 +84,7 @@ async fn start_embedded(config: &Config) -> anyhow::Result<PreparedDatabase> {
         bin_dir: config.pg_bin_dir.clone(),
         superuser_password: secrets.postgres_password.expose().to_string(),
         ephemeral: false,
+        settings: Vec::new(),
     };
     let started = std::time::Instant::now();
     let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))

@@ -54,6 +54,8 @@ pub struct EmbeddedOptions {
     pub superuser_password: String,
     /// Trade durability for speed (tests): no fsync, no synchronous commit.
     pub ephemeral: bool,
+    /// Extra server settings, e.g. `("shared_preload_libraries", "pg_stat_statements")`.
+    pub settings: Vec<(String, String)>,
 }
 
 /// A running cluster. Stop it with [`EmbeddedCluster::stop`]; dropping it stops it too (via
@@ -98,7 +100,7 @@ impl EmbeddedCluster {
             cluster.init(&options.superuser_password)?;
         }
         cluster.recover_stale()?;
-        cluster.launch(options.ephemeral)?;
+        cluster.launch(options)?;
         Ok(cluster)
     }
 
@@ -190,7 +192,7 @@ impl EmbeddedCluster {
         Ok(())
     }
 
-    fn launch(&mut self, ephemeral: bool) -> Result<(), EmbeddedError> {
+    fn launch(&mut self, options: &EmbeddedOptions) -> Result<(), EmbeddedError> {
         let socket_dir = self.data_dir.display().to_string();
         // The unix socket path is limited to 107 bytes; on a deeper data directory ward uses
         // TCP alone.
@@ -202,8 +204,11 @@ impl EmbeddedCluster {
                 "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='{sockets}' \
                  -c max_connections=200 -c shared_buffers=64MB"
             );
-            if ephemeral {
+            if options.ephemeral {
                 opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            }
+            for (name, value) in &options.settings {
+                opts.push_str(&format!(" -c {name}='{}'", value.replace('\'', "")));
             }
             let log = self.data_dir.join("server.log");
             let output = self

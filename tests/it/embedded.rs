@@ -17,6 +17,7 @@ fn options(dir: &std::path::Path) -> EmbeddedOptions {
         bin_dir: None,
         superuser_password: PASSWORD.into(),
         ephemeral: false,
+        settings: Vec::new(),
     }
 }
 

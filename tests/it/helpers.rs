@@ -58,6 +58,8 @@ fn start_cluster() -> Cluster {
         bin_dir: None,
         superuser_password: SUPERUSER_PASSWORD.into(),
         ephemeral: true,
+        // For the tests that count the statements a request costs.
+        settings: vec![("shared_preload_libraries".into(), "pg_stat_statements".into())],
     })
     .expect("start the embedded cluster");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -9,5 +9,6 @@ mod http_me;
 mod migrations;
 mod policy;
 mod schema;
+mod tickets;
 mod tokens;
 mod trigger;
