@@ -16,10 +16,13 @@ use crate::config::{Config, Secret};
 use crate::db::embedded::{EmbeddedCluster, EmbeddedOptions};
 use crate::graphql::{WardSchema, build_schema};
 use crate::local_secrets::LocalSecrets;
+use crate::storage::{LocalStore, ObjectStore};
 use crate::{db, demo};
 
 /// How long in-flight HTTP requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the SLA sweeper looks for breached tickets.
+const SLA_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// The state every handler shares, built once at startup.
 #[derive(Clone)]
@@ -30,6 +33,11 @@ pub struct AppState {
     pub schema: WardSchema,
     /// Verifies bearer tokens.
     pub auth: Arc<Authenticator>,
+    /// Object storage (`WARD_STORAGE`): Supabase Storage, or the local backend.
+    pub storage: Arc<dyn ObjectStore>,
+    /// The local backend again when it is the one in use: ward then serves its REST paths
+    /// (`/storage/v1/...`, `src/http/storage.rs`).
+    pub local_storage: Option<Arc<LocalStore>>,
 }
 
 /// Where the database is and how to reach it, once prepared.
@@ -164,14 +172,24 @@ impl App {
             .context("connecting to the database")?;
         db::check_request_role(&pool).await?;
         let secret = jwt_secret(config)?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {}", config.bind))?;
+        // Signed URLs must name the address clients reach: WARD_PUBLIC_URL, or the bound one
+        // (the real port when WARD_BIND asked for port 0).
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", listener.local_addr().context("reading the bound address")?),
+        };
+        let (storage, local_storage) = crate::storage::build(config, pool.clone(), &secret, &public_url)
+            .context("setting up object storage")?;
         let state = AppState {
             db: pool,
             schema: build_schema(),
             auth: Arc::new(Authenticator::new(&secret)),
+            storage,
+            local_storage,
         };
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("listening on {}", config.bind))?;
         Ok(App { listener, state, database })
     }
 
@@ -186,6 +204,7 @@ impl App {
         let App { listener, state, database } = self;
         let pool = state.db.clone();
         let stopping = CancellationToken::new();
+        let sweeper = tokio::spawn(crate::jobs::sla_sweeper(pool.clone(), SLA_SWEEP_PERIOD, stopping.clone()));
         let server = axum::serve(listener, crate::http::router(state))
             .with_graceful_shutdown(stopping.clone().cancelled_owned());
         let signal = stopping.clone();
@@ -199,6 +218,8 @@ impl App {
             result = server => result.context("serving HTTP")?,
             () = drain => tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "requests still running at the drain deadline"),
         }
+        stopping.cancel();
+        let _ = sweeper.await;
         let _ = pool.close().await;
         if let Some(cluster) = database.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;

@@ -32,6 +32,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where objects (photos, evidence, documents) are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// Files under `WARD_DATA_DIR/storage`, served by ward on Supabase Storage's REST paths.
+    Local,
+    /// Supabase Storage over its REST API (`SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`).
+    Supabase,
+}
+
 /// Everything ward can be told from outside. Each field names its environment variable.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -43,6 +52,13 @@ pub struct Config {
     pub database_owner_url: Option<Secret>,
     /// `WARD_BIND`: the address the HTTP server listens on. Default `127.0.0.1:8080`.
     pub bind: SocketAddr,
+    /// `WARD_PUBLIC_URL`: the absolute base URL clients reach ward at (signed upload and
+    /// download URLs of the local storage backend start with it), e.g. `https://ward.example`.
+    /// Unset: `http://` and the address the listener is bound to.
+    pub public_url: Option<String>,
+    /// `WARD_STORAGE`: `local` or `supabase`. Default: `supabase` when `SUPABASE_URL` and
+    /// `SUPABASE_SERVICE_ROLE_KEY` are both set, `local` otherwise.
+    pub storage: StorageBackend,
     /// `WARD_DATA_DIR`: the embedded cluster, local secrets and local storage. Default `./.ward`.
     pub data_dir: PathBuf,
     /// `WARD_PG_BINDIR`: the PostgreSQL server binaries for the embedded cluster, when the
@@ -112,6 +128,42 @@ impl Config {
                 });
             }
         };
+        let public_url = match get("WARD_PUBLIC_URL") {
+            Some(v) => {
+                let v = v.trim().trim_end_matches('/').to_string();
+                let ok = reqwest::Url::parse(&v)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none());
+                if !ok {
+                    return Err(ConfigError {
+                        name: "WARD_PUBLIC_URL",
+                        problem: format!("`{v}` is not an absolute http(s) URL like https://ward.example"),
+                    });
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let supabase_url = get("SUPABASE_URL").map(|u| u.trim_end_matches('/').to_string());
+        let supabase_service_role_key = secret("SUPABASE_SERVICE_ROLE_KEY");
+        let storage = match get("WARD_STORAGE").as_deref() {
+            None if supabase_url.is_some() && supabase_service_role_key.is_some() => StorageBackend::Supabase,
+            None | Some("local") => StorageBackend::Local,
+            Some("supabase") if supabase_url.is_some() && supabase_service_role_key.is_some() => {
+                StorageBackend::Supabase
+            }
+            Some("supabase") => {
+                return Err(ConfigError {
+                    name: "WARD_STORAGE",
+                    problem: "`supabase` needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY".into(),
+                });
+            }
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "WARD_STORAGE",
+                    problem: format!("`{other}` is neither `local` nor `supabase`"),
+                });
+            }
+        };
         let demo = match get("WARD_DEMO").as_deref() {
             None => database_url.is_none(),
             Some("1" | "true" | "on" | "yes") => true,
@@ -127,11 +179,13 @@ impl Config {
             database_url,
             database_owner_url: secret("DATABASE_OWNER_URL"),
             bind,
+            public_url,
+            storage,
             data_dir: get("WARD_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".ward")),
             pg_bin_dir: get("WARD_PG_BINDIR").map(PathBuf::from),
             db_pool_size,
-            supabase_url: get("SUPABASE_URL").map(|u| u.trim_end_matches('/').to_string()),
-            supabase_service_role_key: secret("SUPABASE_SERVICE_ROLE_KEY"),
+            supabase_url,
+            supabase_service_role_key,
             supabase_jwt_secret: secret("SUPABASE_JWT_SECRET"),
             relay_webhook_secret: secret("RELAY_WEBHOOK_SECRET"),
             log_filter: get("WARD_LOG").unwrap_or_else(|| "info,sqlx=warn,sea_orm_migration=warn".to_string()),
@@ -179,6 +233,32 @@ mod tests {
         assert!(err.contains("WARD_BIND"), "{err}");
         let err = config(&[("WARD_LOG_FORMAT", "xml")]).unwrap_err().to_string();
         assert!(err.contains("WARD_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn storage_is_local_unless_supabase_is_configured() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.storage, StorageBackend::Local);
+        assert_eq!(c.public_url, None);
+        let supabase = [("SUPABASE_URL", "https://p.supabase.co/"), ("SUPABASE_SERVICE_ROLE_KEY", "k")];
+        assert_eq!(config(&supabase).unwrap().storage, StorageBackend::Supabase);
+        let mut local = supabase.to_vec();
+        local.push(("WARD_STORAGE", "local"));
+        assert_eq!(config(&local).unwrap().storage, StorageBackend::Local);
+        let err = config(&[("WARD_STORAGE", "supabase")]).unwrap_err().to_string();
+        assert!(err.contains("WARD_STORAGE"), "{err}");
+        let err = config(&[("WARD_STORAGE", "s3")]).unwrap_err().to_string();
+        assert!(err.contains("WARD_STORAGE"), "{err}");
+    }
+
+    #[test]
+    fn the_public_url_must_be_absolute() {
+        let c = config(&[("WARD_PUBLIC_URL", "https://ward.example/")]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://ward.example"));
+        for bad in ["ward.example", "ftp://x", "/relative", "http://x/?q=1"] {
+            let err = config(&[("WARD_PUBLIC_URL", bad)]).unwrap_err().to_string();
+            assert!(err.contains("WARD_PUBLIC_URL"), "{err}");
+        }
     }
 
     #[test]

@@ -11,5 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod jobs;
 pub mod local_secrets;
+pub mod storage;
 pub mod telemetry;

@@ -14,11 +14,13 @@ use crate::error::{ApiError, ErrorCode};
 pub struct RequestData {
     pub session: Arc<RlsSession>,
     pub loaders: Arc<Loaders>,
+    /// False for GET requests: a mutation is refused before it runs.
+    pub writes_allowed: bool,
 }
 
 impl RequestData {
-    pub fn new(session: Arc<RlsSession>) -> Self {
-        RequestData { loaders: Arc::new(Loaders::new(session.clone())), session }
+    pub fn new(session: Arc<RlsSession>, writes_allowed: bool) -> Self {
+        RequestData { loaders: Arc::new(Loaders::new(session.clone())), session, writes_allowed }
     }
 }
 

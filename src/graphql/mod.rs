@@ -12,6 +12,7 @@ mod ticket;
 pub use context::RequestData;
 pub use loaders::Loaders;
 
+use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
 use async_graphql::{EmptySubscription, Schema};
 
 use extension::WardExtension;
@@ -26,10 +27,15 @@ pub const MAX_DEPTH: usize = 15;
 /// Documents costlier than this (one point per field, times page sizes) are refused.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
+/// Automatic Persisted Queries remembered (per process).
+pub const APQ_CACHE_ENTRIES: usize = 1024;
+
 /// Builds the schema.
 pub fn build_schema() -> WardSchema {
     Schema::build(Query, Mutation, EmptySubscription)
+        // Registered first, so it sees (and codes) the errors of the extensions after it.
         .extension(WardExtension)
+        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(APQ_CACHE_ENTRIES)))
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()

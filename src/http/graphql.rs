@@ -3,9 +3,11 @@
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::{Data, ServerError};
+use async_graphql::ParseRequestError;
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::http::header::AUTHORIZATION;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::Value;
@@ -27,31 +29,60 @@ pub async fn playground() -> Html<String> {
     )
 }
 
-fn error_response(error: ApiError) -> GraphQLResponse {
+/// A code that has no `ErrorCode` (HTTP-level refusals) with its message.
+struct ApiErrorWithCode {
+    code: &'static str,
+    message: String,
+}
+
+impl From<ApiError> for ApiErrorWithCode {
+    fn from(e: ApiError) -> Self {
+        ApiErrorWithCode { code: e.code.as_str(), message: e.message }
+    }
+}
+
+fn error_response(error: ApiErrorWithCode) -> GraphQLResponse {
     let mut server_error = ServerError::new(error.message, None);
-    server_error.extensions.get_or_insert_with(Default::default).set("code", error.code.as_str());
+    server_error.extensions.get_or_insert_with(Default::default).set("code", error.code);
     async_graphql::Response::from_errors(vec![server_error]).into()
 }
 
 /// `POST /graphql` and `GET /graphql`.
-pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {
+pub async fn graphql(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    let request = match request {
+        Ok(request) => request,
+        Err(rejection) => return rejection_response(rejection),
+    };
     let authorization = match headers.get(AUTHORIZATION).map(|v| v.to_str()) {
         None => None,
         Some(Ok(value)) => Some(value),
-        Some(Err(_)) => return error_response(AuthError::MalformedHeader.into()),
+        Some(Err(_)) => return error_response(ApiError::from(AuthError::MalformedHeader).into()).into_response(),
     };
     let caller = match state.auth.authenticate(authorization) {
         Ok(caller) => caller,
-        Err(error) => return error_response(error.into()),
+        Err(error) => return error_response(ApiError::from(error).into()).into_response(),
     };
     let session = RlsSession::new(state.db.clone(), caller);
-    let request = request.into_inner().data(RequestData::new(session.clone()));
+    let request = request.into_inner().data(RequestData::new(session.clone(), method != Method::GET));
     let mut response = state.schema.execute(request).await;
-    // The request's writes stand only if everything in it succeeded.
-    let commit = response.errors.is_empty();
+    // Each mutation ran in a savepoint, so refused ones left nothing behind; an internal error
+    // may have left the transaction unusable, so then nothing is kept.
+    let internal = response.errors.iter().any(|e| {
+        e.extensions.as_ref().and_then(|x| x.get("code")).is_some_and(|c| {
+            *c == async_graphql::Value::from(ErrorCode::Internal.as_str())
+        })
+    });
+    let commit = !internal;
     if let Err(error) = session.finish(commit).await {
         let api_error = ApiError::internal(&error);
-        response = async_graphql::Response::from_errors(vec![ServerError::new(api_error.message, None)]);
+        let mut server_error = ServerError::new(api_error.message, None);
+        server_error.extensions.get_or_insert_with(Default::default).set("code", api_error.code.as_str());
+        response = async_graphql::Response::from_errors(vec![server_error]);
     }
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
@@ -61,7 +92,43 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, request:
             extensions.set("code", ErrorCode::BadUserInput.as_str());
         }
     }
-    response.into()
+    GraphQLResponse::from(response).into_response()
+}
+
+/// A request that is not GraphQL over HTTP at all, as a GraphQL error with a fitting status.
+fn rejection_response(rejection: GraphQLRejection) -> Response {
+    // A body that turns out too long while streaming fails with the limit layer's i/o error.
+    let too_large = match &rejection.0 {
+        ParseRequestError::PayloadTooLarge => true,
+        ParseRequestError::Io(e) => e.to_string().contains("length limit"),
+        _ => false,
+    };
+    if too_large {
+        return payload_too_large();
+    }
+    let error = ApiErrorWithCode { code: "BAD_REQUEST", message: "the request is not a GraphQL request".into() };
+    (StatusCode::BAD_REQUEST, error_response(error)).into_response()
+}
+
+fn payload_too_large() -> Response {
+    let error = ApiErrorWithCode {
+        code: "PAYLOAD_TOO_LARGE",
+        message: format!("the request body is larger than {} bytes", crate::http::MAX_BODY_BYTES),
+    };
+    (StatusCode::PAYLOAD_TOO_LARGE, error_response(error)).into_response()
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it.
+pub async fn refuse_oversized(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > crate::http::MAX_BODY_BYTES) {
+        return payload_too_large();
+    }
+    next.run(request).await
 }
 
 /// `GET /graphql/ws`: subscriptions over `graphql-transport-ws` and the legacy `graphql-ws`.

@@ -3,6 +3,7 @@
 
 mod graphql;
 mod health;
+mod storage;
 
 use axum::Router;
 use axum::routing::get;
@@ -16,13 +17,18 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(graphql::playground))
         .route("/graphql", get(graphql::graphql).post(graphql::graphql))
         .route("/graphql/ws", get(graphql::graphql_ws))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        // Outside the limit layer: a declared oversize body gets a GraphQL-shaped 413.
+        .layer(axum::middleware::from_fn(graphql::refuse_oversized));
+    // Merged after the body limit: uploads are capped by each bucket's own limit instead.
+    if state.local_storage.is_some() {
+        router = router.merge(storage::router());
+    }
+    router.layer(TraceLayer::new_for_http()).with_state(state)
 }

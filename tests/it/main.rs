@@ -5,6 +5,7 @@
 mod helpers;
 
 mod embedded;
+mod guard_rails;
 mod http_me;
 mod migrations;
 mod policy;

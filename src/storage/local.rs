@@ -1,0 +1,596 @@
+//! The local storage backend of the embedded default: objects as files under
+//! `WARD_DATA_DIR/storage/{bucket}/{path}`, one `storage.objects` row each (with Supabase's
+//! `metadata` shape: `mimetype`, `size`, `cacheControl`), and signed URLs whose tokens ward
+//! verifies itself when it serves them (`src/http/storage.rs`).
+//!
+//! Tokens are HS256 JWTs signed with a key derived from the JWT secret
+//! (HMAC-SHA256(jwt_secret, "ward local storage token key v1")): a storage token is never a
+//! bearer token nor the other way round, rotating the JWT secret invalidates outstanding
+//! URLs, and no extra secret has to be kept. A token binds one bucket, one path and one scope
+//! (`upload` or `download`) until its expiry; upload tokens carry a nonce, and since an upload
+//! never replaces an object, the first use of an upload token is also its last.
+//!
+//! Writes stream to a temporary file (size-capped by the bucket's `file_size_limit`), are
+//! synced, and then published with `link(2)`, which fails rather than replace an existing
+//! file; the row is inserted in the same transaction, so a unique violation or an existing
+//! file both end as [`StorageError::AlreadyExists`] with nothing changed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use super::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, validate_bucket, validate_ttl};
+use crate::auth::Caller;
+use crate::config::Secret;
+use crate::db::{DbFailure, classify};
+
+/// The size limit of a bucket without `file_size_limit`, and the ceiling of every bucket's.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 50 * 1024 * 1024;
+/// Issuer of local storage tokens (they are checked for it).
+const TOKEN_ISSUER: &str = "ward-storage";
+/// Folder (inside the storage root) for uploads in progress. Bucket names cannot start with a dot.
+const TMP_DIR: &str = ".tmp";
+/// Buffer between a request body and the temporary file.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Derives the local storage token key from the JWT secret (see the module docs).
+pub fn derive_token_key(jwt_secret: &Secret) -> Secret {
+    // new_from_slice accepts keys of any length for HMAC; the fallback is unreachable.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(jwt_secret.expose().as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => return Secret::new(format!("{}:ward-storage", jwt_secret.expose())),
+    };
+    mac.update(b"ward local storage token key v1");
+    let digest = mac.finalize().into_bytes();
+    Secret::new(digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// What a local storage token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    Upload,
+    Download,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TokenClaims {
+    iss: String,
+    scope: TokenScope,
+    bucket: String,
+    path: String,
+    iat: i64,
+    exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+}
+
+/// A bucket's settings from `storage.buckets`.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub public: bool,
+    /// The largest object, in bytes (the bucket's limit, capped by [`DEFAULT_MAX_OBJECT_BYTES`]).
+    pub max_bytes: u64,
+    /// The content types allowed (`image/*` wildcards included); `None` allows any.
+    pub allowed_mime_types: Option<Vec<String>>,
+}
+
+/// A stored object's row.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub id: Uuid,
+    pub bucket: String,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The local backend.
+pub struct LocalStore {
+    root: PathBuf,
+    db: DatabaseConnection,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_url: String,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore").field("public_url", &self.public_url).finish()
+    }
+}
+
+/// Removes a temporary file when dropped, also when the request carrying the upload is
+/// cancelled mid-stream.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl LocalStore {
+    /// A store under `root`, using `db` (the request pool; rows are written as `service_role`),
+    /// signing tokens with `token_key`, handing out URLs under `public_url`.
+    pub fn new(root: PathBuf, db: DatabaseConnection, token_key: Secret, public_url: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root.join(TMP_DIR))
+            .map_err(|e| anyhow::anyhow!("creating the storage folder {}: {e}", root.display()))?;
+        Ok(LocalStore {
+            root,
+            db,
+            encoding: EncodingKey::from_secret(token_key.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(token_key.expose().as_bytes()),
+            public_url: public_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The base URL signed URLs start with.
+    pub fn public_base(&self) -> &str {
+        &self.public_url
+    }
+
+    fn file_path(&self, bucket: &str, path: &ObjectPath) -> PathBuf {
+        let mut file = self.root.join(bucket);
+        for segment in path.segments() {
+            file.push(segment);
+        }
+        file
+    }
+
+    /// Signs a token for `scope` on one object.
+    pub fn sign_token(
+        &self,
+        scope: TokenScope,
+        bucket: &str,
+        path: &ObjectPath,
+        expires_in: Duration,
+    ) -> Result<(String, DateTime<Utc>), StorageError> {
+        validate_bucket(bucket)?;
+        validate_ttl(expires_in)?;
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(expires_in)
+            .map_err(|_| StorageError::InvalidInput("the expiry is too far away".into()))?;
+        let expires_at = now + ttl;
+        let claims = TokenClaims {
+            iss: TOKEN_ISSUER.into(),
+            scope,
+            bucket: bucket.into(),
+            path: path.as_str().into(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            nonce: (scope == TokenScope::Upload).then(|| Uuid::new_v4().simple().to_string()),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| StorageError::other("signing a storage token", e))?;
+        Ok((token, expires_at))
+    }
+
+    /// Checks that `token` allows `scope` on exactly this bucket and path, now.
+    pub fn verify_token(
+        &self,
+        token: &str,
+        scope: TokenScope,
+        bucket: &str,
+        path: &ObjectPath,
+    ) -> Result<(), StorageError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.set_issuer(&[TOKEN_ISSUER]);
+        let claims = jsonwebtoken::decode::<TokenClaims>(token, &self.decoding, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => StorageError::Expired,
+                _ => StorageError::InvalidToken("the token does not verify".into()),
+            })?
+            .claims;
+        if claims.scope != scope {
+            return Err(StorageError::InvalidToken(match scope {
+                TokenScope::Upload => "the token does not allow uploads".into(),
+                TokenScope::Download => "the token does not allow downloads".into(),
+            }));
+        }
+        if claims.bucket != bucket || claims.path != path.as_str() {
+            return Err(StorageError::InvalidToken("the token is for another object".into()));
+        }
+        if scope == TokenScope::Upload && claims.nonce.is_none() {
+            return Err(StorageError::InvalidToken("the token does not verify".into()));
+        }
+        Ok(())
+    }
+
+    /// The absolute URL of a local REST path (`kind` is e.g. `upload/sign`, `sign`, `public`).
+    fn url(&self, kind: &str, bucket: &str, path: &ObjectPath) -> String {
+        format!("{}/storage/v1/object/{kind}/{bucket}/{}", self.public_url, encode_path(path.as_str()))
+    }
+
+    async fn service_tx(&self, read_only: bool) -> Result<DatabaseTransaction, StorageError> {
+        crate::db::begin(&self.db, &Caller::Service, read_only)
+            .await
+            .map_err(|e| StorageError::other("opening a storage transaction", e))
+    }
+
+    /// A bucket's settings ([`StorageError::NotFound`] when there is no such bucket).
+    pub async fn bucket(&self, bucket: &str) -> Result<Bucket, StorageError> {
+        validate_bucket(bucket)?;
+        let tx = self.service_tx(true).await?;
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "select public, file_size_limit, to_jsonb(allowed_mime_types) as mimes \
+                 from storage.buckets where id = $1",
+                [bucket.into()],
+            ))
+            .await
+            .map_err(|e| StorageError::other("reading a bucket", e))?;
+        let _ = tx.commit().await;
+        let row = row.ok_or(StorageError::NotFound)?;
+        let read = |e: DbErr| StorageError::other("reading a bucket", e);
+        let public: bool = row.try_get("", "public").map_err(read)?;
+        let limit: Option<i64> = row.try_get("", "file_size_limit").map_err(read)?;
+        let mimes: Option<Value> = row.try_get("", "mimes").map_err(read)?;
+        let allowed_mime_types = mimes.and_then(|v| serde_json::from_value::<Vec<String>>(v).ok());
+        let max_bytes = limit
+            .and_then(|l| u64::try_from(l).ok())
+            .filter(|l| *l > 0)
+            .map_or(DEFAULT_MAX_OBJECT_BYTES, |l| l.min(DEFAULT_MAX_OBJECT_BYTES));
+        Ok(Bucket { public, max_bytes, allowed_mime_types })
+    }
+
+    /// An object's row, if it exists.
+    pub async fn object(&self, bucket: &str, path: &ObjectPath) -> Result<Option<StoredObject>, StorageError> {
+        validate_bucket(bucket)?;
+        let tx = self.service_tx(true).await?;
+        let row = find_object(&tx, bucket, path).await;
+        let _ = tx.commit().await;
+        row
+    }
+
+    /// Opens an object's file for reading, with its row.
+    pub async fn open(&self, bucket: &str, path: &ObjectPath) -> Result<(StoredObject, tokio::fs::File, u64), StorageError> {
+        let object = self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
+        let file = match tokio::fs::File::open(self.file_path(bucket, path)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(bucket, object_id = %object.id, "storage row without its file");
+                return Err(StorageError::NotFound);
+            }
+            Err(e) => return Err(StorageError::other("opening an object", e)),
+        };
+        let len = file.metadata().await.map_err(|e| StorageError::other("reading an object's size", e))?.len();
+        Ok((object, file, len))
+    }
+
+    /// Stores a new object from a stream of chunks: checks the bucket's content types and
+    /// size limit (the declared length first, then the bytes as they arrive), writes a
+    /// temporary file and publishes it without ever replacing an existing object.
+    pub async fn put_stream<S, E>(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        content_type: &str,
+        cache_control: Option<&str>,
+        declared_len: Option<u64>,
+        body: S,
+    ) -> Result<StoredObject, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let settings = self.bucket(bucket).await?;
+        let content_type = check_content_type(content_type, &settings)?;
+        let limit = settings.max_bytes;
+        if declared_len.is_some_and(|len| len > limit) {
+            return Err(StorageError::TooLarge { limit: Some(limit) });
+        }
+        if self.object(bucket, path).await?.is_some() {
+            return Err(StorageError::AlreadyExists);
+        }
+
+        let tmp_path = self.root.join(TMP_DIR).join(Uuid::new_v4().simple().to_string());
+        // Removed on every way out: after publishing, the link at the final path remains.
+        let _tmp = TempFile(Some(tmp_path.clone()));
+        let write = |e: std::io::Error| StorageError::other("writing an upload", e);
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path).await.map_err(write)?;
+        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut size: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                tracing::debug!(error = %e, "upload body failed");
+                StorageError::InvalidInput("the request body could not be read".into())
+            })?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(StorageError::TooLarge { limit: Some(limit) });
+            }
+            out.write_all(&chunk).await.map_err(write)?;
+        }
+        out.flush().await.map_err(write)?;
+        out.get_ref().sync_all().await.map_err(write)?;
+        drop(out);
+
+        let now = Utc::now();
+        let metadata = json!({
+            "mimetype": content_type,
+            "size": size,
+            "contentLength": size,
+            "cacheControl": cache_control.unwrap_or("max-age=3600"),
+            "lastModified": now.to_rfc3339(),
+            "httpStatusCode": 200,
+        });
+        let tx = self.service_tx(false).await?;
+        let inserted = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "insert into storage.objects (bucket_id, name, metadata) values ($1, $2, $3) \
+                 returning id, created_at, updated_at",
+                [bucket.into(), path.as_str().into(), metadata.into()],
+            ))
+            .await;
+        let row = match inserted {
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(StorageError::other("storing an object's row", DbErr::RecordNotInserted)),
+            Err(e) if matches!(classify(&e), DbFailure::Duplicate(_)) => return Err(StorageError::AlreadyExists),
+            Err(e) => return Err(StorageError::other("storing an object's row", e)),
+        };
+        let read = |e: DbErr| StorageError::other("storing an object's row", e);
+        let id: Uuid = row.try_get("", "id").map_err(read)?;
+        let created_at: DateTime<Utc> = row.try_get("", "created_at").map_err(read)?;
+        let updated_at: DateTime<Utc> = row.try_get("", "updated_at").map_err(read)?;
+
+        let final_path = self.file_path(bucket, path);
+        publish(&tmp_path, &final_path).await?;
+        if let Err(e) = tx.commit().await {
+            // The row is gone with the transaction; so goes the file this call created.
+            let _ = tokio::fs::remove_file(&final_path).await;
+            return Err(StorageError::other("committing an object's row", e));
+        }
+        tracing::info!(bucket, object_id = %id, size, "object stored");
+        Ok(StoredObject {
+            id,
+            bucket: bucket.into(),
+            name: path.as_str().into(),
+            size,
+            content_type,
+            cache_control: cache_control.map(String::from),
+            created_at: Some(created_at),
+            updated_at: Some(updated_at),
+        })
+    }
+
+    /// Removes an object's row and file.
+    pub async fn remove(&self, bucket: &str, path: &ObjectPath) -> Result<StoredObject, StorageError> {
+        validate_bucket(bucket)?;
+        let tx = self.service_tx(false).await?;
+        let object = find_object(&tx, bucket, path).await?.ok_or(StorageError::NotFound)?;
+        tx.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "delete from storage.objects where id = $1",
+            [object.id.into()],
+        ))
+        .await
+        .map_err(|e| StorageError::other("deleting an object's row", e))?;
+        let file = self.file_path(bucket, path);
+        match tokio::fs::remove_file(&file).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::other("deleting an object's file", e)),
+        }
+        tx.commit().await.map_err(|e| StorageError::other("committing a deletion", e))?;
+        // Empty folders left behind are removed, best effort (a concurrent upload into one
+        // recreates it: see `publish`).
+        let bucket_dir = self.root.join(bucket);
+        let mut dir = file.parent().map(Path::to_path_buf);
+        while let Some(d) = dir {
+            if d == bucket_dir || !d.starts_with(&bucket_dir) || tokio::fs::remove_dir(&d).await.is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        tracing::info!(bucket, object_id = %object.id, "object deleted");
+        Ok(object)
+    }
+}
+
+/// Links the finished temporary file at its final place; never replaces anything there.
+async fn publish(tmp: &Path, final_path: &Path) -> Result<(), StorageError> {
+    let parent = final_path.parent().ok_or(StorageError::InvalidPath("no folder".into()))?;
+    for attempt in 0..2 {
+        if let Err(e) = tokio::fs::create_dir_all(parent).await {
+            // A file where a folder of the path should be: an object named like that folder.
+            return Err(match e.kind() {
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => StorageError::AlreadyExists,
+                _ => StorageError::other("creating an object's folder", e),
+            });
+        }
+        match tokio::fs::hard_link(tmp, final_path).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StorageError::AlreadyExists),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Err(StorageError::AlreadyExists),
+            // The folder was pruned by a concurrent delete between the two calls: once more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => continue,
+            Err(e) => return Err(StorageError::other("publishing an object", e)),
+        }
+    }
+    Err(StorageError::Unavailable("the object's folder keeps disappearing".into()))
+}
+
+async fn find_object(
+    tx: &DatabaseTransaction,
+    bucket: &str,
+    path: &ObjectPath,
+) -> Result<Option<StoredObject>, StorageError> {
+    let read = |e: DbErr| StorageError::other("reading an object's row", e);
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "select id, metadata, created_at, updated_at from storage.objects \
+             where bucket_id = $1 and name = $2",
+            [bucket.into(), path.as_str().into()],
+        ))
+        .await
+        .map_err(read)?;
+    let Some(row) = row else { return Ok(None) };
+    let metadata: Option<Value> = row.try_get("", "metadata").map_err(read)?;
+    let metadata = metadata.unwrap_or(Value::Null);
+    Ok(Some(StoredObject {
+        id: row.try_get("", "id").map_err(read)?,
+        bucket: bucket.into(),
+        name: path.as_str().into(),
+        size: metadata["size"].as_u64().unwrap_or(0),
+        content_type: metadata["mimetype"].as_str().unwrap_or("application/octet-stream").to_string(),
+        cache_control: metadata["cacheControl"].as_str().map(String::from),
+        created_at: row.try_get("", "created_at").map_err(read)?,
+        updated_at: row.try_get("", "updated_at").map_err(read)?,
+    }))
+}
+
+/// Checks a content type's shape and the bucket's allowed types; returns it trimmed.
+fn check_content_type(content_type: &str, bucket: &Bucket) -> Result<String, StorageError> {
+    let content_type = content_type.trim();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let well_formed = content_type.len() <= 255
+        && content_type.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
+        && essence.split_once('/').is_some_and(|(t, s)| !t.is_empty() && !s.is_empty() && !s.contains('/'));
+    if !well_formed {
+        return Err(StorageError::InvalidInput("the content type is not a MIME type".into()));
+    }
+    if let Some(allowed) = &bucket.allowed_mime_types {
+        let ok = allowed.iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            match a.strip_suffix("/*") {
+                Some(kind) => essence.split('/').next() == Some(kind),
+                None => a == essence,
+            }
+        });
+        if !ok {
+            return Err(StorageError::InvalidInput(format!("content type {essence} is not allowed in this bucket")));
+        }
+    }
+    Ok(content_type.to_string())
+}
+
+/// Percent-encodes what an [`ObjectPath`] may contain that a URL path may not (the space).
+pub fn encode_path(path: &str) -> String {
+    path.replace(' ', "%20")
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn create_signed_upload(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        expires_in: Duration,
+    ) -> Result<SignedUpload, StorageError> {
+        self.bucket(bucket).await?;
+        if self.object(bucket, path).await?.is_some() {
+            return Err(StorageError::AlreadyExists);
+        }
+        let (token, expires_at) = self.sign_token(TokenScope::Upload, bucket, path, expires_in)?;
+        Ok(SignedUpload { url: format!("{}?token={token}", self.url("upload/sign", bucket, path)), token, expires_at })
+    }
+
+    async fn create_signed_download(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        expires_in: Duration,
+    ) -> Result<String, StorageError> {
+        self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
+        let (token, _) = self.sign_token(TokenScope::Download, bucket, path, expires_in)?;
+        Ok(format!("{}?token={token}", self.url("sign", bucket, path)))
+    }
+
+    async fn info(&self, bucket: &str, path: &ObjectPath) -> Result<Option<ObjectInfo>, StorageError> {
+        Ok(self.object(bucket, path).await?.map(|o| ObjectInfo {
+            size: o.size,
+            content_type: o.content_type,
+            created_at: o.created_at,
+        }))
+    }
+
+    async fn upload(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(), StorageError> {
+        let len = body.len() as u64;
+        let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+        self.put_stream(bucket, path, content_type, None, Some(len), stream).await.map(|_| ())
+    }
+
+    async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
+        let (_, file, len) = self.open(bucket, path).await?;
+        if len > max_bytes {
+            return Err(StorageError::TooLarge { limit: Some(max_bytes) });
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        // One byte more than allowed tells a file that grew after the check.
+        file.take(max_bytes + 1)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| StorageError::other("reading an object", e))?;
+        if buf.len() as u64 > max_bytes {
+            return Err(StorageError::TooLarge { limit: Some(max_bytes) });
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    async fn delete(&self, bucket: &str, path: &ObjectPath) -> Result<(), StorageError> {
+        self.remove(bucket, path).await.map(|_| ())
+    }
+
+    fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
+        self.url("public", bucket, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_key_is_derived_and_distinct() {
+        let a = derive_token_key(&Secret::new("secret-a"));
+        assert_eq!(a, derive_token_key(&Secret::new("secret-a")));
+        assert_ne!(a, derive_token_key(&Secret::new("secret-b")));
+        assert_ne!(a.expose(), "secret-a");
+        assert_eq!(a.expose().len(), 64);
+    }
+
+    #[test]
+    fn content_types_are_checked_against_the_bucket() {
+        let any = Bucket { public: false, max_bytes: 1, allowed_mime_types: None };
+        assert!(check_content_type("text/plain;charset=UTF-8", &any).is_ok());
+        assert!(check_content_type("nonsense", &any).is_err());
+        assert!(check_content_type("text/pl\nain", &any).is_err());
+        let images = Bucket { allowed_mime_types: Some(vec!["image/png".into(), "video/*".into()]), ..any };
+        assert!(check_content_type("image/png", &images).is_ok());
+        assert!(check_content_type("IMAGE/PNG; q=1", &images).is_ok());
+        assert!(check_content_type("video/mp4", &images).is_ok());
+        assert!(check_content_type("image/jpeg", &images).is_err());
+    }
+}
