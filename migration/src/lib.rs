@@ -44,6 +44,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0005_ticket_workflow.sql"),
                 down: include_str!("sql/0005_ticket_workflow_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261123_000006_realtime",
+                up: include_str!("sql/0006_realtime.sql"),
+                down: include_str!("sql/0006_realtime_down.sql"),
+            }),
         ]
     }
 }
