@@ -16,6 +16,7 @@ use crate::config::{Config, Secret};
 use crate::db::embedded::{EmbeddedCluster, EmbeddedOptions};
 use crate::graphql::{WardSchema, build_schema};
 use crate::local_secrets::LocalSecrets;
+use crate::realtime::Realtime;
 use crate::storage::{LocalStore, ObjectStore};
 use crate::{db, demo};
 
@@ -33,6 +34,10 @@ pub struct AppState {
     pub schema: WardSchema,
     /// Verifies bearer tokens.
     pub auth: Arc<Authenticator>,
+    /// Live ticket updates: the listener and the subscribers of this process.
+    pub realtime: Realtime,
+    /// Cancelled when the server begins to shut down (websockets close with 1001).
+    pub shutdown: CancellationToken,
     /// Object storage (`WARD_STORAGE`): Supabase Storage, or the local backend.
     pub storage: Arc<dyn ObjectStore>,
     /// The local backend again when it is the one in use: ward then serves its REST paths
@@ -183,9 +188,14 @@ impl App {
         };
         let (storage, local_storage) = crate::storage::build(config, pool.clone(), &secret, &public_url)
             .context("setting up object storage")?;
+        let shutdown = CancellationToken::new();
+        let listen_url = config.database_listen_url.clone().unwrap_or_else(|| database.request_url.clone());
+        let realtime = Realtime::start(pool.clone(), listen_url, config.subscriber_buffer, shutdown.clone());
         let state = AppState {
+            schema: build_schema(Some((realtime.clone(), pool.clone()))),
             db: pool,
-            schema: build_schema(),
+            realtime,
+            shutdown,
             auth: Arc::new(Authenticator::new(&secret)),
             storage,
             local_storage,
@@ -203,7 +213,7 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state, database } = self;
         let pool = state.db.clone();
-        let stopping = CancellationToken::new();
+        let stopping = state.shutdown.clone();
         let sweeper = tokio::spawn(crate::jobs::sla_sweeper(pool.clone(), SLA_SWEEP_PERIOD, stopping.clone()));
         let server = axum::serve(listener, crate::http::router(state))
             .with_graceful_shutdown(stopping.clone().cancelled_owned());

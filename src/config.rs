@@ -50,6 +50,12 @@ pub struct Config {
     /// `DATABASE_OWNER_URL`: a connection as the schema owner, for migrations (`ward migrate`,
     /// and at `serve` start when set). The embedded default sets this up itself.
     pub database_owner_url: Option<Secret>,
+    /// `DATABASE_LISTEN_URL`: a direct (session) connection for LISTEN, when `DATABASE_URL`
+    /// goes through a transaction pooler. Default: `DATABASE_URL`.
+    pub database_listen_url: Option<Secret>,
+    /// `WARD_SUBSCRIBER_BUFFER`: updates one subscription may have waiting before it is ended
+    /// as too slow. Default 256.
+    pub subscriber_buffer: usize,
     /// `WARD_BIND`: the address the HTTP server listens on. Default `127.0.0.1:8080`.
     pub bind: SocketAddr,
     /// `WARD_PUBLIC_URL`: the absolute base URL clients reach ward at (signed upload and
@@ -128,6 +134,13 @@ impl Config {
                 });
             }
         };
+        let subscriber_buffer = match get("WARD_SUBSCRIBER_BUFFER") {
+            Some(v) => v.parse().ok().filter(|n| (1..=100_000).contains(n)).ok_or(ConfigError {
+                name: "WARD_SUBSCRIBER_BUFFER",
+                problem: format!("`{v}` is not a number from 1 to 100000"),
+            })?,
+            None => 256,
+        };
         let public_url = match get("WARD_PUBLIC_URL") {
             Some(v) => {
                 let v = v.trim().trim_end_matches('/').to_string();
@@ -178,6 +191,8 @@ impl Config {
         Ok(Config {
             database_url,
             database_owner_url: secret("DATABASE_OWNER_URL"),
+            database_listen_url: secret("DATABASE_LISTEN_URL"),
+            subscriber_buffer,
             bind,
             public_url,
             storage,

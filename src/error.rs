@@ -15,6 +15,10 @@ pub enum ErrorCode {
     BadUserInput,
     Conflict,
     Internal,
+    /// A dependency (the database's listener) is down for now: retry.
+    Unavailable,
+    /// A subscription fell too far behind and was ended: resubscribe with `after`.
+    SlowConsumer,
     /// The document does not parse.
     ParseFailed,
     /// The document does not validate against the schema.
@@ -30,6 +34,8 @@ impl ErrorCode {
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::ParseFailed => "GRAPHQL_PARSE_FAILED",
             ErrorCode::ValidationFailed => "GRAPHQL_VALIDATION_FAILED",
         }

@@ -13,5 +13,6 @@ pub mod graphql;
 pub mod http;
 pub mod jobs;
 pub mod local_secrets;
+pub mod realtime;
 pub mod storage;
 pub mod telemetry;

@@ -24,6 +24,25 @@ impl RequestData {
     }
 }
 
+/// Where an object's nested fields load from: the HTTP request's data, or, for objects of a
+/// subscription event, a scope of their own (a websocket has no request transaction).
+#[derive(Clone, Default)]
+pub struct Scope(Option<Arc<RequestData>>);
+
+impl Scope {
+    /// A scope with its own session and loaders.
+    pub fn own(data: Arc<RequestData>) -> Self {
+        Scope(Some(data))
+    }
+
+    pub fn data<'a>(&'a self, ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
+        match &self.0 {
+            Some(data) => Ok(data),
+            None => request(ctx),
+        }
+    }
+}
+
 /// The request's data, or an internal error if the request was built without it.
 pub fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
     ctx.data::<RequestData>()

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 use entity::enums::TicketPriority as DomainPriority;
 
-use super::context::{caller, parse_id, run_mutation};
+use super::context::{Scope, caller, parse_id, run_mutation};
 use super::ticket::{CreateTicketInput, Ticket, TicketEvent, TicketStatus, UpdateTicketInput};
 use crate::domain::tickets::{self, NewTicket, TicketChanges};
 use crate::domain::values::{Description, Message, NoticeKind, Title};
@@ -24,7 +24,7 @@ impl Mutation {
             is_sensitive: input.is_sensitive,
         };
         let caller = caller(ctx)?;
-        Ok(Ticket(run_mutation(ctx, async |tx| tickets::create(tx, caller, new).await).await?))
+        Ok(Ticket(run_mutation(ctx, async |tx| tickets::create(tx, caller, new).await).await?, Scope::default()))
     }
 
     /// Edits a ticket if it is still at `expectedVersion` (else `CONFLICT`).
@@ -49,7 +49,7 @@ impl Mutation {
             is_sensitive: input.is_sensitive,
         };
         let caller = caller(ctx)?;
-        Ok(Ticket(run_mutation(ctx, async |tx| tickets::update(tx, caller, id, changes, expected_version).await).await?))
+        Ok(Ticket(run_mutation(ctx, async |tx| tickets::update(tx, caller, id, changes, expected_version).await).await?, Scope::default()))
     }
 
     /// Moves a ticket through its workflow, with an optional note kept in its history.
@@ -63,7 +63,7 @@ impl Mutation {
         let id = parse_id(&id, "id")?;
         let note = note.as_deref().map(Message::parse).transpose().map_err(ApiError::from)?;
         let caller = caller(ctx)?;
-        Ok(Ticket(run_mutation(ctx, async |tx| tickets::set_status(tx, caller, id, status.into(), note).await).await?))
+        Ok(Ticket(run_mutation(ctx, async |tx| tickets::set_status(tx, caller, id, status.into(), note).await).await?, Scope::default()))
     }
 
     /// Assigns a ticket to a field worker or manager of its municipality.
@@ -71,7 +71,7 @@ impl Mutation {
         let id = parse_id(&id, "id")?;
         let assignee = parse_id(&assignee_id, "assigneeId")?;
         let caller = caller(ctx)?;
-        Ok(Ticket(run_mutation(ctx, async |tx| tickets::assign(tx, caller, id, assignee).await).await?))
+        Ok(Ticket(run_mutation(ctx, async |tx| tickets::assign(tx, caller, id, assignee).await).await?, Scope::default()))
     }
 
     /// Records a notice on a ticket and announces it to subscribers (managers, admins and the
@@ -88,6 +88,6 @@ impl Mutation {
         let message = Message::parse(&message).map_err(ApiError::from)?;
         let caller = caller(ctx)?;
         let event = run_mutation(ctx, async |tx| tickets::publish_notice(tx, caller, ticket_id, &kind, &message).await).await?;
-        Ok(TicketEvent(event))
+        Ok(TicketEvent(event, Scope::default()))
     }
 }

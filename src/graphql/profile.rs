@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::enums::AppRole;
 use entity::{municipality, profile};
 
-use super::context::request;
+use super::context::Scope;
 
 /// A person's role in their municipality.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl From<Role> for AppRole {
 }
 
 /// A person.
-pub struct Profile(pub profile::Model);
+pub struct Profile(pub profile::Model, pub Scope);
 
 #[Object]
 impl Profile {
@@ -70,7 +70,7 @@ impl Profile {
 
     /// The municipality the person belongs to.
     async fn municipality(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Municipality>> {
-        let loaders = &request(ctx)?.loaders;
+        let loaders = &self.1.data(ctx)?.loaders;
         Ok(loaders.municipality.load_one(self.0.municipality_id).await?.map(Municipality))
     }
 

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::context::{caller, parse_id, run};
+use super::context::{Scope, caller, parse_id, run};
 use super::profile::Profile;
 use super::ticket::{Ticket, TicketConnection, TicketFilter, TicketOrder};
 use crate::domain::tickets::{self, Page};
@@ -19,13 +19,13 @@ impl Query {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let caller = caller(ctx)?;
         let me = run(ctx, async |tx| profiles::me(tx, caller).await).await?;
-        Ok(me.map(Profile))
+        Ok(me.map(|p| Profile(p, Scope::default())))
     }
 
     /// A ticket the caller may see; null otherwise.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
         let id = parse_id(&id, "id")?;
-        Ok(run(ctx, async |tx| tickets::get(tx, id).await).await?.map(Ticket))
+        Ok(run(ctx, async |tx| tickets::get(tx, id).await).await?.map(|t| Ticket(t, Scope::default())))
     }
 
     /// A ticket by its tracking number, e.g. `DEMO-2026-000042`; null if the caller may not see it.
@@ -35,7 +35,7 @@ impl Query {
         tracking_number: String,
     ) -> async_graphql::Result<Option<Ticket>> {
         let number = TrackingNumber::parse(&tracking_number).map_err(ApiError::from)?;
-        Ok(run(ctx, async |tx| tickets::by_tracking_number(tx, &number).await).await?.map(Ticket))
+        Ok(run(ctx, async |tx| tickets::by_tracking_number(tx, &number).await).await?.map(|t| Ticket(t, Scope::default())))
     }
 
     /// The tickets the caller may see, a page at a time (at most 100 per page; 20 by default).

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::enums::{self, UploadPurpose};
 use entity::{media, ticket, ticket_event, ward};
 
-use super::context::{parse_id, request, run};
+use super::context::{Scope, parse_id, run};
 use super::profile::Profile;
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
 use crate::error::ApiError;
@@ -53,7 +53,7 @@ mirror_enum!(
 );
 
 /// A service request.
-pub struct Ticket(pub ticket::Model);
+pub struct Ticket(pub ticket::Model, pub Scope);
 
 #[Object]
 impl Ticket {
@@ -94,19 +94,19 @@ impl Ticket {
 
     async fn ward(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Ward>> {
         let Some(id) = self.0.ward_id else { return Ok(None) };
-        Ok(request(ctx)?.loaders.ward.load_one(id).await?.map(Ward))
+        Ok(self.1.data(ctx)?.loaders.ward.load_one(id).await?.map(Ward))
     }
 
     /// Who reported it; null where the caller may not see that profile.
     async fn reporter(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.reporter_id else { return Ok(None) };
-        Ok(request(ctx)?.loaders.profile.load_one(id).await?.map(Profile))
+        Ok(self.1.data(ctx)?.loaders.profile.load_one(id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     /// Who works on it; null when unassigned or where the caller may not see that profile.
     async fn assignee(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.assignee_id else { return Ok(None) };
-        Ok(request(ctx)?.loaders.profile.load_one(id).await?.map(Profile))
+        Ok(self.1.data(ctx)?.loaders.profile.load_one(id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     /// Evidence files (including GBV evidence, for those who may read it).
@@ -126,8 +126,8 @@ impl Ticket {
 
     /// The ticket's history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
-        let events = request(ctx)?.loaders.ticket_events.load_one(self.0.id).await?;
-        Ok(events.unwrap_or_default().into_iter().map(TicketEvent).collect())
+        let events = self.1.data(ctx)?.loaders.ticket_events.load_one(self.0.id).await?;
+        Ok(events.unwrap_or_default().into_iter().map(|e| TicketEvent(e, self.1.clone())).collect())
     }
 
     /// When the service-level agreement for its category runs out.
@@ -151,7 +151,7 @@ impl Ticket {
 
 impl Ticket {
     async fn media_rows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<media::Model>> {
-        Ok(request(ctx)?.loaders.ticket_media.load_one(self.0.id).await?.unwrap_or_default())
+        Ok(self.1.data(ctx)?.loaders.ticket_media.load_one(self.0.id).await?.unwrap_or_default())
     }
 }
 
@@ -174,7 +174,7 @@ impl Ward {
 }
 
 /// An entry of a ticket's history: its creation, a change, or a notice.
-pub struct TicketEvent(pub ticket_event::Model);
+pub struct TicketEvent(pub ticket_event::Model, pub Scope);
 
 #[Object]
 impl TicketEvent {
@@ -205,7 +205,7 @@ impl TicketEvent {
     /// Who acted; null for the system and where the caller may not see that profile.
     async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.actor_profile_id else { return Ok(None) };
-        Ok(request(ctx)?.loaders.profile.load_one(id).await?.map(Profile))
+        Ok(self.1.data(ctx)?.loaders.profile.load_one(id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -342,7 +342,7 @@ pub struct TicketEdge {
 #[ComplexObject]
 impl TicketEdge {
     async fn node(&self) -> Ticket {
-        Ticket(self.ticket.clone())
+        Ticket(self.ticket.clone(), Scope::default())
     }
 }
 
@@ -366,7 +366,7 @@ impl TicketConnection {
     }
 
     async fn nodes(&self) -> Vec<Ticket> {
-        self.page.tickets.iter().cloned().map(Ticket).collect()
+        self.page.tickets.iter().cloned().map(|t| Ticket(t, Scope::default())).collect()
     }
 
     async fn page_info(&self) -> PageInfo {

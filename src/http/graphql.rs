@@ -1,19 +1,18 @@
-//! GraphQL over HTTP and over websockets. Authentication happens here, before execution: a
-//! bad credential ends the request with `UNAUTHENTICATED` and never runs as anonymous.
+//! GraphQL over HTTP. Authentication happens here, before execution: a bad credential ends
+//! the request with `UNAUTHENTICATED` and never runs as anonymous.
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{Data, ServerError};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::ServerError;
 use async_graphql::ParseRequestError;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::http::header::AUTHORIZATION;
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::Value;
 
 use crate::app::AppState;
-use crate::auth::{AuthError, Caller};
+use crate::auth::AuthError;
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};
 use crate::graphql::RequestData;
@@ -129,45 +128,4 @@ pub async fn refuse_oversized(request: axum::extract::Request, next: axum::middl
         return payload_too_large();
     }
     next.run(request).await
-}
-
-/// `GET /graphql/ws`: subscriptions over `graphql-transport-ws` and the legacy `graphql-ws`.
-pub async fn graphql_ws(
-    State(state): State<AppState>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            let auth = state.auth.clone();
-            GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let caller = connection_init_caller(&auth, &payload).map_err(ApiError::from)?;
-                    let mut data = Data::default();
-                    data.insert(caller);
-                    Ok(data)
-                })
-                .serve()
-        })
-        .into_response()
-}
-
-/// The caller of a websocket, from `connection_init`'s payload: `Authorization` (any case) at
-/// the top level or under `headers`.
-fn connection_init_caller(
-    auth: &crate::auth::Authenticator,
-    payload: &Value,
-) -> Result<Caller, AuthError> {
-    let find = |object: &Value| {
-        object.as_object().and_then(|map| {
-            map.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone())
-        })
-    };
-    let value = find(payload).or_else(|| payload.get("headers").and_then(find));
-    match value {
-        None | Some(Value::Null) => auth.authenticate(None),
-        Some(Value::String(header)) => auth.authenticate(Some(&header)),
-        Some(_) => Err(AuthError::MalformedHeader),
-    }
 }

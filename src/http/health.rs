@@ -10,13 +10,14 @@ pub async fn health() -> &'static str {
     "ok"
 }
 
-/// The database answers.
+/// The database answers and the ticket listener is connected and caught up.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
+    if let Err(error) = state.db.ping().await {
+        tracing::warn!(%error, "readiness check failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
     }
+    if !state.realtime.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "live updates catching up");
+    }
+    (StatusCode::OK, "ready")
 }

@@ -3,6 +3,7 @@
 
 mod graphql;
 mod health;
+mod ws;
 mod storage;
 
 use axum::Router;
@@ -20,7 +21,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(graphql::playground))
         .route("/graphql", get(graphql::graphql).post(graphql::graphql))
-        .route("/graphql/ws", get(graphql::graphql_ws))
+        .route("/graphql/ws", get(ws::graphql_ws))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

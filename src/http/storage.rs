@@ -47,6 +47,11 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 const MAX_FORM_FIELD: usize = 8 * 1024;
 /// Multipart framing allowed on top of the file when checking a declared length.
 const MULTIPART_SLACK: u64 = 64 * 1024;
+/// What is read and discarded of a refused upload so that the client gets to read the
+/// answer (clients such as undici report a reset, not the answer, when the server stops
+/// reading) and the connection stays usable. Larger bodies are cut off with `Connection: close`.
+const DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The storage routes; merged by `http::router` only when the local backend is active.
 pub fn router() -> Router<AppState> {
@@ -71,11 +76,13 @@ pub struct StorageHttpError {
     status: StatusCode,
     error: &'static str,
     message: String,
+    /// The request body was left unread: the connection cannot serve another request.
+    close: bool,
 }
 
 impl StorageHttpError {
     fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        StorageHttpError { status, error, message: message.into() }
+        StorageHttpError { status, error, message: message.into(), close: false }
     }
 }
 
@@ -86,7 +93,11 @@ impl IntoResponse for StorageHttpError {
             "error": self.error,
             "message": self.message,
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.close {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -251,10 +262,17 @@ async fn upload_signed(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Json<Value>> {
-    let (store, bucket, path) = target(&state, path)?;
-    let Query(query) = query?;
-    store.verify_token(token_of(&query)?, TokenScope::Upload, &bucket, &path)?;
-    refuse_upsert(&headers)?;
+    let checked = (|| {
+        let (store, bucket, path) = target(&state, path)?;
+        let Query(query) = query?;
+        store.verify_token(token_of(&query)?, TokenScope::Upload, &bucket, &path)?;
+        refuse_upsert(&headers)?;
+        Ok((store, bucket, path))
+    })();
+    let (store, bucket, path) = match checked {
+        Ok(checked) => checked,
+        Err(error) => return Err(refuse(request, error).await),
+    };
     let object = ingest(&store, &bucket, &path, &headers, request).await?;
     Ok(Json(json!({ "Key": format!("{}/{}", object.bucket, object.name), "Id": object.id })))
 }
@@ -266,9 +284,13 @@ async fn upload_service(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Json<Value>> {
-    require_service(&state, &headers)?;
-    refuse_upsert(&headers)?;
-    let (store, bucket, path) = target(&state, path)?;
+    let checked = require_service(&state, &headers)
+        .and_then(|()| refuse_upsert(&headers))
+        .and_then(|()| target(&state, path));
+    let (store, bucket, path) = match checked {
+        Ok(checked) => checked,
+        Err(error) => return Err(refuse(request, error).await),
+    };
     let object = ingest(&store, &bucket, &path, &headers, request).await?;
     Ok(Json(json!({ "Key": format!("{}/{}", object.bucket, object.name), "Id": object.id })))
 }
@@ -286,8 +308,15 @@ async fn ingest(
     let content_type = header(header::CONTENT_TYPE).unwrap_or("application/octet-stream");
     if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
         let cache_control = header(header::CACHE_CONTROL);
-        let body = request.into_body().into_data_stream();
-        return Ok(store.put_stream(bucket, path, content_type, cache_control, declared, body).await?);
+        let mut body = request.into_body().into_data_stream();
+        let stored = store.put_stream(bucket, path, content_type, cache_control, declared, &mut body).await;
+        return match stored {
+            Ok(object) => Ok(object),
+            Err(e) => {
+                let drained = !matches!(e, StorageError::TooLarge { .. }) && drain(&mut body).await;
+                Err(StorageHttpError { close: !drained, ..e.into() })
+            }
+        };
     }
     // The form @supabase/storage-js sends: `cacheControl`, maybe `metadata`, then the file
     // (a field named "" with a file name). The first file field is the object.
@@ -298,12 +327,22 @@ async fn ingest(
         if field.file_name().is_some() || name.is_empty() || name == "file" {
             let content_type = field.content_type().unwrap_or("application/octet-stream").to_string();
             let declared = declared.map(|len| len.saturating_sub(MULTIPART_SLACK));
-            let chunks = futures_util::stream::unfold(field, |mut field| async move {
+            let mut chunks = Box::pin(futures_util::stream::unfold(field, |mut field| async move {
                 field.chunk().await.transpose().map(|chunk| (chunk, field))
-            });
-            return Ok(store
-                .put_stream(bucket, path, &content_type, cache_control.as_deref(), declared, chunks)
-                .await?);
+            }));
+            let stored = store
+                .put_stream(bucket, path, &content_type, cache_control.as_deref(), declared, &mut chunks)
+                .await;
+            return match stored {
+                Ok(object) => Ok(object),
+                Err(e) => {
+                    let drained = !matches!(e, StorageError::TooLarge { .. }) && drain(&mut chunks).await && {
+                        drop(chunks);
+                        drain_form(&mut form).await
+                    };
+                    Err(StorageHttpError { close: !drained, ..e.into() })
+                }
+            };
         }
         let mut value = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(|_| bad_form("the multipart body is not valid"))? {
@@ -320,6 +359,59 @@ async fn ingest(
         }
     }
     Err(bad_form("the form has no file"))
+}
+
+/// Answers a refused upload after reading what is left of its body (bounded).
+async fn refuse(request: Request, error: StorageHttpError) -> StorageHttpError {
+    let mut body = request.into_body().into_data_stream();
+    let drained = drain(&mut body).await;
+    StorageHttpError { close: error.close || !drained, ..error }
+}
+
+/// Reads and discards a body stream up to [`DRAIN_LIMIT`] and [`DRAIN_TIMEOUT`]; whether it ended.
+async fn drain<S, E>(stream: &mut S) -> bool
+where
+    S: futures_util::Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let read_all = async {
+        let mut seen: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => seen += chunk.len() as u64,
+                Err(_) => return false,
+            }
+            if seen > DRAIN_LIMIT {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, read_all).await.unwrap_or(false)
+}
+
+/// Reads and discards the remaining fields of a refused multipart upload (bounded).
+async fn drain_form(form: &mut Multipart) -> bool {
+    let read_all = async {
+        let mut seen: u64 = 0;
+        loop {
+            match form.next_field().await {
+                Ok(Some(mut field)) => loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => seen += chunk.len() as u64,
+                        Ok(None) => break,
+                        Err(_) => return false,
+                    }
+                    if seen > DRAIN_LIMIT {
+                        return false;
+                    }
+                },
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, read_all).await.unwrap_or(false)
 }
 
 fn bad_form(message: &str) -> StorageHttpError {

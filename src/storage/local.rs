@@ -132,8 +132,21 @@ impl LocalStore {
     /// A store under `root`, using `db` (the request pool; rows are written as `service_role`),
     /// signing tokens with `token_key`, handing out URLs under `public_url`.
     pub fn new(root: PathBuf, db: DatabaseConnection, token_key: Secret, public_url: &str) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(root.join(TMP_DIR))
+        let tmp = root.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp)
             .map_err(|e| anyhow::anyhow!("creating the storage folder {}: {e}", root.display()))?;
+        // Uploads cut short by a crash leave temporary files; a day is longer than any upload.
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(86_400));
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(LocalStore {
             root,
             db,

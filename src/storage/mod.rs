@@ -93,14 +93,16 @@ pub trait ObjectStore: Send + Sync {
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String;
 }
 
-/// The storage backend the configuration asks for. The local one is also returned on its own,
-/// because ward serves its REST paths.
+/// The store in use, and the local backend again when it is that one (ward serves its REST paths).
+pub type Stores = (Arc<dyn ObjectStore>, Option<Arc<LocalStore>>);
+
+/// The storage backend the configuration asks for.
 pub fn build(
     config: &Config,
     db: DatabaseConnection,
     jwt_secret: &crate::config::Secret,
     public_url: &str,
-) -> anyhow::Result<(Arc<dyn ObjectStore>, Option<Arc<LocalStore>>)> {
+) -> anyhow::Result<Stores> {
     match config.storage {
         StorageBackend::Local => {
             let local = Arc::new(LocalStore::new(

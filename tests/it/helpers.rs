@@ -196,16 +196,30 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(app.run(async move {
         let _ = stopped.await;
     }));
-    TestApp {
+    let app = TestApp {
         addr,
         db,
         http: reqwest::Client::new(),
         issuer: TokenIssuer::new(&Secret::new(JWT_SECRET)),
         _stop: stop,
-    }
+    };
+    app.wait_until_ready().await;
+    app
 }
 
 impl TestApp {
+    /// Waits for `/ready` (the ticket listener connects in the background).
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            let ready = self.http.get(format!("http://{}/ready", self.addr)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the server did not become ready");
+    }
+
     /// A valid bearer token for a demo person.
     pub fn token(&self, email: &str) -> String {
         let p = demo::person(email).unwrap();

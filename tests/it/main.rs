@@ -10,6 +10,7 @@ mod http_me;
 mod migrations;
 mod policy;
 mod schema;
+mod storage;
 mod tickets;
 mod tokens;
 mod trigger;

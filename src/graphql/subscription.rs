@@ -1,0 +1,142 @@
+//! The subscription root: live ticket updates over websockets.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, Object, Subscription};
+use chrono::{DateTime, Utc};
+use entity::enums::TicketEventKind;
+use futures_util::{Stream, StreamExt};
+use sea_orm::DatabaseConnection;
+
+use super::context::{RequestData, Scope, parse_id};
+use super::ticket::{Ticket, TicketStatus};
+use crate::auth::Caller;
+use crate::db::{self, RlsSession};
+use crate::domain::{profiles, tickets};
+use crate::error::{ApiError, ErrorCode};
+use crate::realtime::{Delivery, Realtime, SubscriptionError, Viewer};
+
+pub struct Subscription;
+
+/// What happened to a ticket.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TicketUpdateKind {
+    Created,
+    Updated,
+    Notice,
+}
+
+/// One change of a ticket the subscriber may see.
+pub struct TicketUpdate {
+    delivery: Delivery,
+    scope: Scope,
+}
+
+#[Object]
+impl TicketUpdate {
+    /// Pass the last one you received as `after` when you resubscribe, to miss nothing.
+    async fn event_id(&self) -> ID {
+        ID(self.delivery.event.id.to_string())
+    }
+
+    async fn kind(&self) -> TicketUpdateKind {
+        match self.delivery.event.kind {
+            TicketEventKind::Created => TicketUpdateKind::Created,
+            TicketEventKind::Updated => TicketUpdateKind::Updated,
+            TicketEventKind::Notice => TicketUpdateKind::Notice,
+        }
+    }
+
+    /// The ticket as it is when the update is sent; its nested fields (reporter, evidence, …)
+    /// are read under the subscriber's own policies.
+    async fn ticket(&self) -> Option<Ticket> {
+        self.delivery.ticket.clone().map(|t| Ticket(t, self.scope.clone()))
+    }
+
+    /// The ticket's status after this event.
+    async fn status(&self) -> TicketStatus {
+        self.delivery.event.status.into()
+    }
+
+    /// For notices: what kind (e.g. `SLA_BREACHED`).
+    async fn notice_kind(&self) -> Option<&str> {
+        self.delivery.event.notice_kind.as_deref()
+    }
+
+    /// For notices, the message; for status changes, the note given with them.
+    async fn notice(&self) -> Option<&str> {
+        self.delivery.event.message.as_deref()
+    }
+
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.delivery.event.created_at.to_utc()
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> Self {
+        match e {
+            SubscriptionError::Unavailable => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+            SubscriptionError::TooFarBehind => ApiError::new(ErrorCode::BadUserInput, e.to_string()),
+            SubscriptionError::SlowConsumer { .. } => ApiError::new(ErrorCode::SlowConsumer, e.to_string()),
+            SubscriptionError::Db(db) => ApiError::from(&db),
+        }
+    }
+}
+
+fn service<'a, T: Send + Sync + 'static>(ctx: &Context<'a>) -> Result<&'a T, ApiError> {
+    ctx.data::<T>().map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: live updates are not configured"))
+}
+
+/// Who the subscriber is, under their own policies.
+async fn viewer(pool: &DatabaseConnection, caller: &Caller) -> Result<Viewer, ApiError> {
+    let tx = db::begin(pool, caller, true).await.map_err(|e| ApiError::from(&e))?;
+    let me = profiles::me(&tx, caller).await;
+    let _ = tx.rollback().await;
+    match (me?, caller) {
+        (Some(p), _) => Ok(Viewer { profile_id: p.id, role: p.role, municipality_id: p.municipality_id }),
+        (None, Caller::Anonymous) => Err(ApiError::new(ErrorCode::Unauthenticated, "sign in to subscribe to ticket updates")),
+        (None, _) => Err(ApiError::new(ErrorCode::Forbidden, "only people with a profile subscribe to ticket updates")),
+    }
+}
+
+#[Subscription]
+impl Subscription {
+    /// Changes to the tickets the caller may see in their municipality, as they happen.
+    /// `after`: replay the updates since that `eventId` first (after a reconnect); `ticketId`:
+    /// only this ticket's updates.
+    async fn ticket_updates(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<ID>,
+        ticket_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<TicketUpdate>>> {
+        let caller = service::<Caller>(ctx)?.clone();
+        let realtime = service::<Realtime>(ctx)?.clone();
+        let pool = service::<DatabaseConnection>(ctx)?.clone();
+        let after = after
+            .map(|id| id.parse::<i64>().ok().filter(|n| *n >= 0))
+            .map(|id| id.ok_or_else(|| ApiError::new(ErrorCode::BadUserInput, "`after` is not an event id")))
+            .transpose()?;
+        let ticket_id = ticket_id.as_ref().map(|id| parse_id(id, "ticketId")).transpose()?;
+        let viewer = viewer(&pool, &caller).await?;
+        if let Some(ticket) = ticket_id {
+            let tx = db::begin(&pool, &caller, true).await.map_err(|e| ApiError::from(&e))?;
+            let visible = tickets::get(&tx, ticket).await;
+            let _ = tx.rollback().await;
+            if visible.map_err(ApiError::from)?.is_none() {
+                return Err(ApiError::new(ErrorCode::NotFound, "ticket not found").into());
+            }
+        }
+        let stream = realtime.subscribe(caller.clone(), viewer, after, ticket_id).await.map_err(ApiError::from)?;
+        Ok(stream.map(move |item| match item {
+            Ok(delivery) => {
+                // Nested fields of this update read in a session of the subscriber's own.
+                let session = RlsSession::new(pool.clone(), caller.clone());
+                let scope = Scope::own(Arc::new(RequestData::new(session, false)));
+                Ok(TicketUpdate { delivery, scope })
+            }
+            Err(error) => Err(ApiError::from(error).into()),
+        }))
+    }
+}

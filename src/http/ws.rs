@@ -1,0 +1,135 @@
+//! GraphQL over websockets (`graphql-transport-ws` and the legacy `graphql-ws`), with the
+//! lifecycle a subscription client expects: authentication in `connection_init` (refused with
+//! 4403), the connection closed with 4401 when its token expires, and 1001 at server shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket as GraphQLStream, WebSocketProtocols, WsMessage};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt, future};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::auth::{AuthError, Authenticator, Caller};
+use crate::error::ApiError;
+
+/// Close codes of `graphql-transport-ws` (and the websocket standard's "going away").
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+const CLOSE_FORBIDDEN: u16 = 4403;
+const CLOSE_GOING_AWAY: u16 = 1001;
+/// How long a connection may stay silent (the clients ping) before it is closed.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// `GET /graphql/ws`.
+pub async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    // The first subprotocol the client offers that we speak; none named: graphql-transport-ws.
+    let offered = headers
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok());
+    let protocol = offered.unwrap_or(WebSocketProtocols::GraphQLWS);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve(socket, state, protocol))
+        .into_response()
+}
+
+async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|message| future::ready(message.is_ok()))
+        .filter_map(|message| {
+            future::ready(match message {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                _ => None,
+            })
+        });
+    let refused = Arc::new(AtomicBool::new(false));
+    let (expiry_tx, mut expiry) = watch::channel::<Option<i64>>(None);
+    let auth = state.auth.clone();
+    let refused_flag = refused.clone();
+    let mut output = GraphQLStream::new(state.schema.clone(), input, protocol)
+        .on_connection_init(move |payload| async move {
+            match connection_init_caller(&auth, &payload) {
+                Ok(caller) => {
+                    if let Caller::User(user) = &caller {
+                        let _ = expiry_tx.send(Some(user.exp));
+                    }
+                    let mut data = Data::default();
+                    data.insert(caller);
+                    Ok(data)
+                }
+                Err(error) => {
+                    refused_flag.store(true, Ordering::Relaxed);
+                    Err(ApiError::from(error).into())
+                }
+            }
+        })
+        .keepalive_timeout(KEEPALIVE);
+
+    let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
+    let mut expires_at: Option<i64> = None;
+    let mut watching = true;
+    loop {
+        // A year stands in for "never": select! builds every branch's future, even disabled.
+        let until_expiry = expires_at
+            .map(|exp| Duration::from_secs(u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0)))
+            .unwrap_or(Duration::from_secs(365 * 86_400));
+        tokio::select! {
+            message = output.next() => {
+                let message = match message {
+                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Close(code, reason)) => {
+                        // async-graphql closes a refused init with 1002; say what it was.
+                        let code = if refused.load(Ordering::Relaxed) { CLOSE_FORBIDDEN } else { code };
+                        let _ = sink.send(close(code, &reason)).await;
+                        return;
+                    }
+                    None => return,
+                };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+            changed = expiry.changed(), if watching => match changed {
+                Ok(()) => expires_at = *expiry.borrow_and_update(),
+                // The init callback has run and is gone: nothing more will come.
+                Err(_) => watching = false,
+            },
+            () = tokio::time::sleep(until_expiry), if expires_at.is_some() => {
+                let _ = sink.send(close(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a fresh one")).await;
+                return;
+            }
+            () = state.shutdown.cancelled() => {
+                let _ = sink.send(close(CLOSE_GOING_AWAY, "the server is shutting down")).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The caller of a websocket, from `connection_init`'s payload: `Authorization` (any case) at
+/// the top level or under `headers`.
+fn connection_init_caller(auth: &Authenticator, payload: &Value) -> Result<Caller, AuthError> {
+    let find = |object: &Value| {
+        object.as_object().and_then(|map| {
+            map.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone())
+        })
+    };
+    let value = find(payload).or_else(|| payload.get("headers").and_then(find));
+    match value {
+        None | Some(Value::Null) => auth.authenticate(None),
+        Some(Value::String(header)) => auth.authenticate(Some(&header)),
+        Some(_) => Err(AuthError::MalformedHeader),
+    }
+}

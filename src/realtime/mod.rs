@@ -1,0 +1,444 @@
+//! Live ticket updates. One LISTEN connection per process (see `listener`) receives the
+//! `ticket_updates:{municipality}` notifications of the ticket trigger; each event is fanned out
+//! to this process's subscribers through bounded buffers. Which subscriber may see an event's
+//! ticket is decided by PostgreSQL — the same `app.ticket_visible_to` the tickets policy uses —
+//! in one statement per event for all subscribers at once. `ticket_events` makes the stream
+//! resumable: subscribers replay from an event id, and the listener catches up after a gap.
+
+mod listener;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use entity::enums::AppRole;
+use entity::prelude::*;
+use entity::{ticket, ticket_event};
+use futures_util::Stream;
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::config::Secret;
+use crate::db;
+
+/// The most events one subscription replays with `after`; further behind, it must reload.
+pub const MAX_REPLAY: u64 = 1_000;
+/// How long a new subscription waits for the listener to be listening.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who a subscriber is, as far as visibility goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Viewer {
+    pub profile_id: Uuid,
+    pub role: AppRole,
+    pub municipality_id: Uuid,
+}
+
+impl Viewer {
+    /// What decides this viewer's visibility: staff see by role alone, others by who they are.
+    fn class(&self) -> (Uuid, AppRole) {
+        match self.role {
+            AppRole::Manager | AppRole::SapsLiaison | AppRole::Admin => (Uuid::nil(), self.role),
+            AppRole::Citizen | AppRole::FieldWorker => (self.profile_id, self.role),
+        }
+    }
+}
+
+/// One event for one subscriber, with the ticket as it was when the event was fanned out.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: ticket_event::Model,
+    pub ticket: Option<ticket::Model>,
+}
+
+/// Why a subscription could not start or had to end.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("live updates are unavailable right now; retry shortly")]
+    Unavailable,
+    #[error("more than {MAX_REPLAY} events happened since that event id; reload, then subscribe without `after`")]
+    TooFarBehind,
+    #[error("this subscription fell too far behind and was ended; resubscribe with after: \"{last_event_id}\"")]
+    SlowConsumer { last_event_id: i64 },
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct RealtimeStats {
+    pub events_fanned_out: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub listener_reconnects: AtomicU64,
+}
+
+/// The process's live-update hub.
+#[derive(Clone)]
+pub struct Realtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Realtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Realtime").field("ready", &self.is_ready()).finish()
+    }
+}
+
+struct Inner {
+    pool: DatabaseConnection,
+    buffer: usize,
+    ready: AtomicBool,
+    next_id: AtomicU64,
+    state: Mutex<State>,
+    commands: mpsc::UnboundedSender<listener::Command>,
+    stats: RealtimeStats,
+}
+
+#[derive(Default)]
+struct State {
+    municipalities: HashMap<Uuid, Channel>,
+}
+
+/// The subscribers of one municipality's channel.
+#[derive(Default)]
+struct Channel {
+    subscribers: HashMap<u64, Subscriber>,
+    /// The last event id fanned out here (live or caught up).
+    watermark: i64,
+}
+
+struct Subscriber {
+    viewer: Viewer,
+    ticket_id: Option<Uuid>,
+    tx: mpsc::Sender<Delivery>,
+    kicked: Arc<AtomicBool>,
+}
+
+impl Realtime {
+    /// Starts the listener on `listen_url` (a direct connection: LISTEN does not survive a
+    /// transaction pooler). `buffer` bounds each subscriber's backlog.
+    pub fn start(pool: DatabaseConnection, listen_url: Secret, buffer: usize, stop: CancellationToken) -> Self {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            pool,
+            buffer: buffer.max(1),
+            ready: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            state: Mutex::new(State::default()),
+            commands,
+            stats: RealtimeStats::default(),
+        });
+        tokio::spawn(listener::run(inner.clone(), listen_url, receiver, stop));
+        Realtime { inner }
+    }
+
+    /// Whether the listener is connected and caught up.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> &RealtimeStats {
+        &self.inner.stats
+    }
+
+    /// How many subscriptions are open in this process.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.lock().municipalities.values().map(|c| c.subscribers.len()).sum()
+    }
+
+    /// Subscribes `viewer` (whose RLS identity is `caller`) to its municipality's ticket
+    /// updates, optionally only one ticket's, replaying the events after `after` first.
+    pub async fn subscribe(
+        &self,
+        caller: Caller,
+        viewer: Viewer,
+        after: Option<i64>,
+        ticket_id: Option<Uuid>,
+    ) -> Result<impl Stream<Item = Result<Delivery, SubscriptionError>> + Send + use<>, SubscriptionError> {
+        let municipality = viewer.municipality_id;
+        let (ack, acked) = oneshot::channel();
+        self.inner
+            .commands
+            .send(listener::Command::Listen(municipality, ack))
+            .map_err(|_| SubscriptionError::Unavailable)?;
+        match tokio::time::timeout(LISTEN_TIMEOUT, acked).await {
+            Ok(Ok(())) => {}
+            _ => return Err(SubscriptionError::Unavailable),
+        }
+
+        // Registered before the replay is read, so nothing falls between the two; the stream
+        // drops live events it already replayed.
+        let (tx, rx) = mpsc::channel(self.inner.buffer);
+        let kicked = Arc::new(AtomicBool::new(false));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner.lock().municipalities.entry(municipality).or_default().subscribers.insert(
+            id,
+            Subscriber { viewer, ticket_id, tx, kicked: kicked.clone() },
+        );
+        let registration = Registration { inner: self.inner.clone(), municipality, id };
+
+        let (replay, start) = self.inner.replay(&caller, municipality, after, ticket_id).await?;
+        let state = StreamState {
+            replay: replay.into(),
+            rx,
+            last: start,
+            kicked,
+            done: false,
+            _registration: registration,
+        };
+        Ok(futures_util::stream::unfold(state, next_delivery))
+    }
+}
+
+struct StreamState {
+    replay: VecDeque<Delivery>,
+    rx: mpsc::Receiver<Delivery>,
+    last: i64,
+    kicked: Arc<AtomicBool>,
+    done: bool,
+    _registration: Registration,
+}
+
+async fn next_delivery(mut st: StreamState) -> Option<(Result<Delivery, SubscriptionError>, StreamState)> {
+    if st.done {
+        return None;
+    }
+    if let Some(delivery) = st.replay.pop_front() {
+        st.last = delivery.event.id;
+        return Some((Ok(delivery), st));
+    }
+    loop {
+        match st.rx.recv().await {
+            Some(delivery) if delivery.event.id <= st.last => continue,
+            Some(delivery) => {
+                st.last = delivery.event.id;
+                return Some((Ok(delivery), st));
+            }
+            None if st.kicked.load(Ordering::Relaxed) => {
+                st.done = true;
+                let last_event_id = st.last;
+                return Some((Err(SubscriptionError::SlowConsumer { last_event_id }), st));
+            }
+            None => return None,
+        }
+    }
+}
+
+/// Removes a subscriber when its stream is dropped; the last one of a municipality stops the
+/// listening.
+struct Registration {
+    inner: Arc<Inner>,
+    municipality: Uuid,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        let empty = match state.municipalities.get_mut(&self.municipality) {
+            Some(channel) => {
+                channel.subscribers.remove(&self.id);
+                channel.subscribers.is_empty()
+            }
+            None => false,
+        };
+        drop(state);
+        if empty {
+            let _ = self.inner.commands.send(listener::Command::Unlisten(self.municipality));
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing live updates, so carry on with the data.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The events after `after` the caller may see (under their own policies), and the id the
+    /// live stream continues from.
+    async fn replay(
+        &self,
+        caller: &Caller,
+        municipality: Uuid,
+        after: Option<i64>,
+        ticket_id: Option<Uuid>,
+    ) -> Result<(Vec<Delivery>, i64), SubscriptionError> {
+        let tx = db::begin(&self.pool, caller, true).await?;
+        let result = async {
+            let Some(after) = after else {
+                let max: Option<i64> = TicketEvent::find()
+                    .select_only()
+                    .column_as(ticket_event::Column::Id.max(), "max")
+                    .filter(ticket_event::Column::MunicipalityId.eq(municipality))
+                    .into_tuple()
+                    .one(&tx)
+                    .await?
+                    .flatten();
+                return Ok((Vec::new(), max.unwrap_or(0)));
+            };
+            let mut query = TicketEvent::find()
+                .filter(ticket_event::Column::MunicipalityId.eq(municipality))
+                .filter(ticket_event::Column::Id.gt(after))
+                .order_by_asc(ticket_event::Column::Id)
+                .limit(MAX_REPLAY + 1);
+            if let Some(ticket) = ticket_id {
+                query = query.filter(ticket_event::Column::TicketId.eq(ticket));
+            }
+            let events = query.all(&tx).await?;
+            if events.len() as u64 > MAX_REPLAY {
+                return Err(SubscriptionError::TooFarBehind);
+            }
+            let ids: Vec<Uuid> = events.iter().map(|e| e.ticket_id).collect();
+            let tickets: HashMap<Uuid, ticket::Model> = Ticket::find()
+                .filter(ticket::Column::Id.is_in(ids))
+                .all(&tx)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect();
+            let deliveries = events
+                .into_iter()
+                .map(|event| Delivery { ticket: tickets.get(&event.ticket_id).cloned(), event })
+                .collect();
+            Ok((deliveries, after))
+        }
+        .await;
+        tx.rollback().await?;
+        result
+    }
+
+    /// The highest event id of a municipality (all events: the listener's own view).
+    async fn latest_event_id(&self, municipality: Uuid) -> Result<i64, DbErr> {
+        let tx = db::begin(&self.pool, &Caller::Service, true).await?;
+        let max: Option<i64> = TicketEvent::find()
+            .select_only()
+            .column_as(ticket_event::Column::Id.max(), "max")
+            .filter(ticket_event::Column::MunicipalityId.eq(municipality))
+            .into_tuple()
+            .one(&tx)
+            .await?
+            .flatten();
+        tx.rollback().await?;
+        Ok(max.unwrap_or(0))
+    }
+
+    /// Ids of a municipality's events after its watermark, for catching up after a gap.
+    async fn missed_events(&self, municipality: Uuid, after: i64) -> Result<Vec<i64>, DbErr> {
+        let tx = db::begin(&self.pool, &Caller::Service, true).await?;
+        let ids: Vec<i64> = TicketEvent::find()
+            .select_only()
+            .column(ticket_event::Column::Id)
+            .filter(ticket_event::Column::MunicipalityId.eq(municipality))
+            .filter(ticket_event::Column::Id.gt(after))
+            .order_by_asc(ticket_event::Column::Id)
+            .into_tuple()
+            .all(&tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(ids)
+    }
+
+    /// Fans one event out to the municipality's subscribers who may see its ticket. The cost
+    /// is the same few statements whatever the number of subscribers.
+    async fn fan_out(&self, municipality: Uuid, event_id: i64) -> Result<(), DbErr> {
+        let classes: Vec<(Uuid, AppRole)> = {
+            let state = self.lock();
+            let Some(channel) = state.municipalities.get(&municipality) else { return Ok(()) };
+            if event_id <= channel.watermark {
+                return Ok(());
+            }
+            let mut classes: Vec<(Uuid, AppRole)> = channel.subscribers.values().map(|s| s.viewer.class()).collect();
+            classes.sort_by_key(|(id, role)| (*id, role.to_value()));
+            classes.dedup();
+            classes
+        };
+        let (event, ticket, visible) = if classes.is_empty() {
+            (None, None, Vec::new())
+        } else {
+            self.load_for_fan_out(municipality, event_id, &classes).await?
+        };
+        let mut state = self.lock();
+        let Some(channel) = state.municipalities.get_mut(&municipality) else { return Ok(()) };
+        channel.watermark = channel.watermark.max(event_id);
+        let Some(event) = event else { return Ok(()) };
+        self.stats.events_fanned_out.fetch_add(1, Ordering::Relaxed);
+        let visible: std::collections::HashSet<(Uuid, AppRole)> =
+            visible.into_iter().filter_map(|i| classes.get(i).copied()).collect();
+        let delivery = Delivery { event, ticket };
+        let mut gone = Vec::new();
+        for (id, subscriber) in &channel.subscribers {
+            if !visible.contains(&subscriber.viewer.class()) {
+                continue;
+            }
+            if subscriber.ticket_id.is_some_and(|t| t != delivery.event.ticket_id) {
+                continue;
+            }
+            match subscriber.tx.try_send(delivery.clone()) {
+                Ok(()) => {
+                    self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.kicked.store(true, Ordering::Relaxed);
+                    self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(subscriber = id, "ending a subscription that fell behind");
+                    gone.push(*id);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+            }
+        }
+        // Dropping a kicked subscriber's sender ends its stream after what it already holds.
+        for id in gone {
+            channel.subscribers.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn load_for_fan_out(
+        &self,
+        municipality: Uuid,
+        event_id: i64,
+        classes: &[(Uuid, AppRole)],
+    ) -> Result<(Option<ticket_event::Model>, Option<ticket::Model>, Vec<usize>), DbErr> {
+        let tx = db::begin(&self.pool, &Caller::Service, true).await?;
+        let result = async {
+            let Some(event) = TicketEvent::find_by_id(event_id).one(&tx).await? else {
+                return Ok((None, None, Vec::new()));
+            };
+            let ticket = Ticket::find_by_id(event.ticket_id).one(&tx).await?;
+            let profiles: Vec<String> = classes.iter().map(|(p, _)| p.to_string()).collect();
+            let roles: Vec<String> = classes.iter().map(|(_, r)| r.to_value()).collect();
+            let rows = tx
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "select (c.idx - 1)::int8 as idx
+                     from public.tickets t,
+                          unnest(string_to_array($2, ',')::uuid[], string_to_array($3, ',')) with ordinality
+                            as c(profile_id, role, idx)
+                     where t.id = $1
+                       and app.ticket_visible_to(t.municipality_id, t.reporter_id, t.assignee_id,
+                                                 t.is_sensitive, c.profile_id, c.role, $4)",
+                    [event.ticket_id.into(), profiles.join(",").into(), roles.join(",").into(), municipality.into()],
+                ))
+                .await?;
+            let visible = rows
+                .iter()
+                .filter_map(|row| row.try_get::<i64>("", "idx").ok())
+                .filter_map(|i| usize::try_from(i).ok())
+                .collect();
+            Ok((Some(event), ticket, visible))
+        }
+        .await;
+        tx.rollback().await?;
+        result
+    }
+}
