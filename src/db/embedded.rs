@@ -130,6 +130,20 @@ impl EmbeddedCluster {
         read_postmaster_pid(&self.data_dir)
     }
 
+    /// Restarts the server on the same port and settings (fast shutdown first): what a
+    /// database restart looks like to clients.
+    pub fn restart(&self) -> Result<(), EmbeddedError> {
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.data_dir.join("server.log"))
+            .args(["-m", "fast", "-w", "-t", "60", "restart"])
+            .output();
+        check_output("pg_ctl restart", output)
+    }
+
     /// Stops the server (fast shutdown: running transactions are rolled back) and waits for it.
     pub fn stop(mut self) -> Result<(), EmbeddedError> {
         let result = self.pg_ctl_stop("fast");

@@ -11,6 +11,7 @@ mod migrations;
 mod policy;
 mod schema;
 mod storage;
+mod subscriptions;
 mod tickets;
 mod tokens;
 mod trigger;

@@ -1,0 +1,300 @@
+//! Live ticket updates over real websockets: who receives what, replay with `after`, narrowing
+//! to one ticket, the connection lifecycle, a PostgreSQL restart mid-stream, and slow consumers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use ward::demo::{self, TICKETS};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const UPDATES: &str = "subscription($after: ID, $ticketId: ID) {
+    ticketUpdates(after: $after, ticketId: $ticketId) { eventId kind status notice ticket { id isSensitive reporter { id } } } }";
+
+/// A `graphql-transport-ws` client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection attempt ended.
+pub enum Init {
+    Acked(Client),
+    Closed(u16, String),
+}
+
+pub async fn connect(addr: std::net::SocketAddr, payload: Value, protocol: &str) -> Init {
+    let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("websocket upgrade");
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": payload }).to_string())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an answer to connection_init") {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                match message["type"].as_str() {
+                    Some("connection_ack") => return Init::Acked(Client { ws }),
+                    Some("ka") => continue,
+                    _ => panic!("unexpected {message}"),
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let frame = frame.expect("a close frame");
+                return Init::Closed(frame.code.into(), frame.reason.to_string());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+impl Client {
+    pub async fn new(app: &TestApp, email: &str) -> Client {
+        match connect(app.addr, json!({ "Authorization": format!("Bearer {}", app.token(email)) }), "graphql-transport-ws").await {
+            Init::Acked(client) => client,
+            Init::Closed(code, reason) => panic!("refused: {code} {reason}"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: &str, variables: Value) {
+        let message = json!({ "id": id, "type": "subscribe", "payload": { "query": UPDATES, "variables": variables } });
+        self.ws.send(Message::text(message.to_string())).await.unwrap();
+    }
+
+    /// The next protocol message (answering pings), or `None` after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(wait, self.ws.next()).await.ok()??;
+            match message {
+                Ok(Message::Text(text)) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] == "ping" {
+                        self.ws.send(Message::text(json!({ "type": "pong" }).to_string())).await.unwrap();
+                        continue;
+                    }
+                    return Some(value);
+                }
+                Ok(Message::Close(frame)) => {
+                    let code: u16 = frame.map(|f| f.code.into()).unwrap_or(0);
+                    return Some(json!({ "type": "closed", "code": code }));
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next update's `ticketUpdates` object.
+    pub async fn update(&mut self) -> Value {
+        let message = self.next(Duration::from_secs(10)).await.expect("an update within 10 s");
+        assert_eq!(message["type"], "next", "{message}");
+        assert!(message["payload"].get("errors").is_none(), "{message}");
+        message["payload"]["data"]["ticketUpdates"].clone()
+    }
+
+    pub async fn nothing_for(&mut self, wait: Duration) {
+        if let Some(message) = self.next(wait).await {
+            panic!("expected nothing, got {message}");
+        }
+    }
+}
+
+async fn latest_event_id(app: &TestApp) -> i64 {
+    let owner = app.db.owner().await;
+    let row = owner
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+async fn set_status(app: &TestApp, who: &str, ticket: usize, status: &str) {
+    let response = app
+        .graphql(
+            Some(who),
+            "mutation($id: ID!, $s: TicketStatus!) { setTicketStatus(id: $id, status: $s) { status } }",
+            json!({ "id": TICKETS[ticket - 1].id.to_string(), "s": status }),
+        )
+        .await;
+    assert!(response.get("errors").is_none(), "{response}");
+}
+
+#[tokio::test]
+async fn each_person_receives_exactly_what_they_may_see() {
+    let app = spawn_app().await;
+    let start = latest_event_id(&app).await;
+    let mut clients = BTreeMap::new();
+    for person in demo::PEOPLE {
+        let mut client = Client::new(&app, person.email).await;
+        // `after` closes the race between subscribing and the first change below.
+        client.subscribe("1", json!({ "after": start.to_string() })).await;
+        clients.insert(person.email, client);
+    }
+    // A non-sensitive ticket reported by the citizen, not assigned to the worker.
+    set_status(&app, "manager@demo.test", 2, "RESOLVED").await;
+    // The sensitive case: reporter, manager, SAPS and admin; never the field worker.
+    set_status(&app, "saps@demo.test", 3, "IN_PROGRESS").await;
+    // The other municipality's ticket.
+    set_status(&app, "manager@other.test", 7, "IN_PROGRESS").await;
+
+    let t2 = TICKETS[1].id.to_string();
+    let t3 = TICKETS[2].id.to_string();
+    let t7 = TICKETS[6].id.to_string();
+    let expected: [(&str, Vec<&String>); 7] = [
+        ("citizen@demo.test", vec![&t2, &t3]),
+        ("worker@demo.test", vec![]),
+        ("manager@demo.test", vec![&t2, &t3]),
+        ("saps@demo.test", vec![&t2, &t3]),
+        ("admin@demo.test", vec![&t2, &t3]),
+        ("citizen@other.test", vec![]),
+        ("manager@other.test", vec![&t7]),
+    ];
+    for (who, tickets) in expected {
+        let client = clients.get_mut(who).unwrap();
+        let mut previous = start;
+        for ticket in tickets {
+            let update = client.update().await;
+            assert_eq!(update["kind"], "UPDATED", "{who}: {update}");
+            assert_eq!(&update["ticket"]["id"], ticket, "{who}: {update}");
+            let id: i64 = update["eventId"].as_str().unwrap().parse().unwrap();
+            assert!(id > previous, "{who}: events in order");
+            previous = id;
+        }
+        client.nothing_for(Duration::from_millis(300)).await;
+    }
+    // Nested fields are read under the subscriber's own policies: the citizen's update of the
+    // sensitive case shows the reporter (themselves); the admin's too.
+    let created = app
+        .graphql(
+            Some("citizen@demo.test"),
+            "mutation { createTicket(input: { title: \"Live\", category: WATER }) { id } }",
+            json!({}),
+        )
+        .await;
+    let new_id = created["data"]["createTicket"]["id"].clone();
+    for who in ["citizen@demo.test", "manager@demo.test"] {
+        let update = clients.get_mut(who).unwrap().update().await;
+        assert_eq!(update["kind"], "CREATED");
+        assert_eq!(update["ticket"]["id"], new_id);
+        assert_eq!(update["ticket"]["reporter"]["id"], demo::person("citizen@demo.test").unwrap().profile_id.to_string());
+    }
+    clients.get_mut("worker@demo.test").unwrap().nothing_for(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn replay_after_an_event_id_then_live_without_gaps_or_duplicates() {
+    let app = spawn_app().await;
+    let start = latest_event_id(&app).await;
+    set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
+    set_status(&app, "manager@demo.test", 2, "RESOLVED").await;
+    set_status(&app, "manager@demo.test", 1, "RESOLVED").await;
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    client.subscribe("a", json!({ "after": start.to_string() })).await;
+    let mut ids = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let update = client.update().await;
+        ids.push(update["eventId"].as_str().unwrap().parse::<i64>().unwrap());
+        statuses.push(update["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(statuses, ["IN_PROGRESS", "RESOLVED", "RESOLVED"]);
+    // Live from here.
+    set_status(&app, "manager@demo.test", 2, "CLOSED").await;
+    let live = client.update().await;
+    let live_id: i64 = live["eventId"].as_str().unwrap().parse().unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && live_id > ids[2]);
+    client.nothing_for(Duration::from_millis(300)).await;
+
+    // A client that reconnects with its last event id misses nothing that happened meanwhile.
+    drop(client);
+    set_status(&app, "manager@demo.test", 2, "OPEN").await;
+    let mut again = Client::new(&app, "manager@demo.test").await;
+    again.subscribe("b", json!({ "after": live_id.to_string() })).await;
+    assert_eq!(again.update().await["status"], "OPEN");
+    again.nothing_for(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn narrowing_to_one_ticket() {
+    let app = spawn_app().await;
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    let t1 = TICKETS[0].id.to_string();
+    client.subscribe("one", json!({ "after": latest_event_id(&app).await.to_string(), "ticketId": t1 })).await;
+    set_status(&app, "manager@demo.test", 2, "RESOLVED").await;
+    set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
+    let update = client.update().await;
+    assert_eq!(update["ticket"]["id"], t1);
+    client.nothing_for(Duration::from_millis(300)).await;
+    // A ticket the subscriber may not see cannot be narrowed to.
+    let mut worker = Client::new(&app, "worker@demo.test").await;
+    worker.subscribe("x", json!({ "ticketId": TICKETS[2].id.to_string() })).await;
+    let message = worker.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(message["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND", "{message}");
+}
+
+#[tokio::test]
+async fn connection_lifecycle() {
+    let app = spawn_app().await;
+    // A bad token is refused at init with 4403, in both header placements.
+    for payload in [
+        json!({ "Authorization": "Bearer not-a-token" }),
+        json!({ "headers": { "authorization": "Bearer not-a-token" } }),
+    ] {
+        match connect(app.addr, payload, "graphql-transport-ws").await {
+            Init::Closed(code, reason) => {
+                assert_eq!(code, 4403);
+                assert!(reason.contains("token"), "{reason}");
+            }
+            Init::Acked(_) => panic!("a bad token was accepted"),
+        }
+    }
+    // The token under `headers` works too.
+    let token = app.token("manager@demo.test");
+    assert!(matches!(
+        connect(app.addr, json!({ "headers": { "Authorization": format!("Bearer {token}") } }), "graphql-transport-ws").await,
+        Init::Acked(_)
+    ));
+    // Anonymous connections are accepted, but subscribing needs a person.
+    let Init::Acked(mut anonymous) = connect(app.addr, json!({}), "graphql-transport-ws").await else { panic!("refused") };
+    anonymous.subscribe("1", json!({})).await;
+    let message = anonymous.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(message["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{message}");
+    // A token that expires while connected ends the connection with 4401.
+    let person = demo::person("manager@demo.test").unwrap();
+    let short = app.issuer.user_token(person.auth_user_id, Some(person.email), None, 2).unwrap();
+    let Init::Acked(mut expiring) = connect(app.addr, json!({ "Authorization": format!("Bearer {short}") }), "graphql-transport-ws").await
+    else {
+        panic!("refused")
+    };
+    expiring.subscribe("1", json!({})).await;
+    let closed = expiring.next(Duration::from_secs(6)).await.expect("closed within 6 s");
+    assert_eq!(closed, json!({ "type": "closed", "code": 4401 }));
+}
+
+#[tokio::test]
+async fn the_legacy_graphql_ws_protocol_works_too() {
+    let app = spawn_app().await;
+    let token = app.token("manager@demo.test");
+    let Init::Acked(mut client) = connect(app.addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-ws").await else {
+        panic!("refused")
+    };
+    let start = latest_event_id(&app).await;
+    let message = json!({ "id": "1", "type": "start", "payload": { "query": UPDATES, "variables": { "after": start.to_string() } } });
+    client.ws.send(Message::text(message.to_string())).await.unwrap();
+    set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
+    loop {
+        let message = client.next(Duration::from_secs(10)).await.expect("data");
+        if message["type"] == "ka" {
+            continue;
+        }
+        assert_eq!(message["type"], "data", "{message}");
+        assert_eq!(message["payload"]["data"]["ticketUpdates"]["status"], "IN_PROGRESS");
+        break;
+    }
+}
