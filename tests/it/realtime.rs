@@ -1,0 +1,182 @@
+//! The realtime hub under stress: a PostgreSQL restart in the middle of a stream of updates
+//! (zero lost, zero duplicated), and a slow consumer that is ended without delaying others.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use ward::app::{App, PreparedDatabase};
+use ward::config::{Config, Secret};
+use ward::db::embedded::{EmbeddedCluster, EmbeddedOptions};
+use ward::demo::{self, TICKETS};
+use ward::realtime::{Realtime, SubscriptionError, Viewer};
+
+use crate::helpers::{AUTHENTICATOR_PASSWORD, JWT_SECRET, SUPERUSER_PASSWORD, TestDb, caller, scratch_dir};
+use crate::subscriptions::Client;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
+    // A cluster of its own: restarting the shared one would disturb every other test.
+    let dir = scratch_dir("restart");
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = EmbeddedOptions {
+        data_dir: dir.join("pg"),
+        bin_dir: None,
+        superuser_password: SUPERUSER_PASSWORD.into(),
+        ephemeral: true,
+        settings: Vec::new(),
+    };
+    let cluster = tokio::task::block_in_place(|| EmbeddedCluster::start(&options)).unwrap();
+    let owner_url = Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, "postgres"));
+    ward::db::migrate(&owner_url).await.unwrap();
+    ward::app::set_authenticator_password(&owner_url, &Secret::new(AUTHENTICATOR_PASSWORD)).await.unwrap();
+    let owner = ward::db::connect(&owner_url, 1).await.unwrap();
+    demo::seed(&owner).await.unwrap();
+    owner.close().await.unwrap();
+    let app_url = Secret::new(cluster.url("authenticator", AUTHENTICATOR_PASSWORD, "postgres"));
+
+    let vars = [
+        ("DATABASE_URL", app_url.expose().to_string()),
+        ("SUPABASE_JWT_SECRET", JWT_SECRET.to_string()),
+        ("WARD_BIND", "127.0.0.1:0".to_string()),
+        ("WARD_DATA_DIR", dir.join("data").display().to_string()),
+    ];
+    let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone())).unwrap();
+    let app = App::build_on(&config, PreparedDatabase { request_url: app_url, owner_url: None, cluster: None })
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let wait_ready = || async {
+        for _ in 0..400 {
+            if http.get(format!("http://{addr}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("not ready");
+    };
+    wait_ready().await;
+
+    let issuer = ward::auth::TokenIssuer::new(&Secret::new(JWT_SECRET));
+    let manager = demo::person("manager@demo.test").unwrap();
+    let token = issuer.user_token(manager.auth_user_id, Some(manager.email), None, 600).unwrap();
+    let mut client = match crate::subscriptions::connect(addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-transport-ws").await {
+        crate::subscriptions::Init::Acked(client) => client,
+        crate::subscriptions::Init::Closed(code, reason) => panic!("{code} {reason}"),
+    };
+    let owner = ward::db::connect(&owner_url, 1).await.unwrap();
+    let start: i64 = owner
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    client.subscribe("1", json!({ "after": start.to_string() })).await;
+
+    // A writer changes a ticket 60 times, retrying what fails while the database is down,
+    // while the database restarts after the 20th change.
+    let writer_url = owner_url.clone();
+    let writer = tokio::spawn(async move {
+        let mut done = 0;
+        while done < 60 {
+            let attempt = async {
+                let db = ward::db::connect(&writer_url, 1).await?;
+                db.execute_unprepared(&format!(
+                    "update tickets set priority = case priority when 'HIGH' then 'LOW' else 'HIGH' end where id = '{}'",
+                    TICKETS[0].id
+                ))
+                .await?;
+                db.close().await
+            };
+            if attempt.await.is_ok() {
+                done += 1;
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let mut restarted = false;
+    while received.len() < 60 {
+        let update = client.update().await;
+        received.push(update["eventId"].as_str().unwrap().parse::<i64>().unwrap());
+        if received.len() == 20 && !restarted {
+            tokio::task::block_in_place(|| cluster.restart()).unwrap();
+            restarted = true;
+        }
+    }
+    writer.await.unwrap();
+    client.nothing_for(Duration::from_millis(500)).await;
+    let owner = ward::db::connect(&owner_url, 1).await.unwrap();
+    let committed: Vec<i64> = owner
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("select id from ticket_events where id > {start} and ticket_id = '{}' order by id", TICKETS[0].id),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<i64>("", "id").unwrap())
+        .collect();
+    assert_eq!(received, committed, "every committed event, once, in order");
+    wait_ready().await;
+    let _ = stop.send(());
+    tokio::task::block_in_place(|| cluster.stop()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_ended_and_does_not_hold_up_others() {
+    let db = TestDb::new().await;
+    let pool = db.app_pool().await;
+    let stop = CancellationToken::new();
+    let realtime = Realtime::start(pool.clone(), db.app_url(), 4, stop.clone());
+    for _ in 0..200 {
+        if realtime.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let person = demo::person("manager@demo.test").unwrap();
+    let viewer = Viewer { profile_id: person.profile_id, role: person.role, municipality_id: person.municipality.id };
+    let who = caller("manager@demo.test");
+    let slow = realtime.subscribe(who.clone(), viewer, None, None).await.unwrap();
+    let mut fast = Box::pin(realtime.subscribe(who, viewer, None, None).await.unwrap());
+    let owner = db.owner().await;
+    for i in 0..10 {
+        owner
+            .execute_unprepared(&format!("update tickets set title = 'Change {i}' where id = '{}'", TICKETS[1].id))
+            .await
+            .unwrap();
+        // The fast subscriber keeps up.
+        let delivery = tokio::time::timeout(Duration::from_secs(5), fast.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(delivery.ticket.unwrap().title, format!("Change {i}"));
+    }
+    // The slow one gets what fit in its buffer, then an error telling it where to resume.
+    let mut slow = Box::pin(slow);
+    let mut got = Vec::new();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), slow.next()).await.unwrap() {
+            Some(Ok(delivery)) => got.push(delivery.event.id),
+            Some(Err(error)) => break error,
+            None => panic!("ended without saying why"),
+        }
+    };
+    assert_eq!(got.len(), 4);
+    match ended {
+        SubscriptionError::SlowConsumer { last_event_id } => assert_eq!(last_event_id, got[3]),
+        other => panic!("{other:?}"),
+    }
+    assert!(slow.next().await.is_none());
+    assert_eq!(realtime.stats().slow_consumers.load(std::sync::atomic::Ordering::Relaxed), 1);
+    stop.cancel();
+}
