@@ -8,97 +8,22 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 import { StorageClient } from '@supabase/storage-js';
+import { startWard } from './ward.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const jwtSecret = randomBytes(32).toString('hex');
 let ward;
-let dataDir;
 let base;
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-  });
-}
-
-function b64url(value) {
-  return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
-}
-
-/** An HS256 JWT, as Supabase's service-role key is. */
-function sign(claims) {
-  const body = `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(claims)}`;
-  return `${body}.${createHmac('sha256', jwtSecret).update(body).digest('base64url')}`;
-}
-
-function serviceKey() {
-  const now = Math.floor(Date.now() / 1000);
-  return sign({ role: 'service_role', iss: 'supabase', iat: now, exp: now + 600 });
-}
-
-async function waitForReady(url, child, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`ward exited with ${child.exitCode} before it was ready`);
-    try {
-      const response = await fetch(`${url}/ready`);
-      if (response.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('ward was not ready in time');
-}
+let serviceKey;
 
 before(async () => {
-  let bin = process.env.WARD_BIN;
-  if (!bin) {
-    const built = spawnSync('cargo', ['build', '--quiet', '--bin', 'ward'], { cwd: root, stdio: 'inherit' });
-    assert.equal(built.status, 0, 'cargo build failed');
-    bin = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'ward');
-  }
-  dataDir = mkdtempSync(join(tmpdir(), 'ward-js-'));
-  // The embedded cluster runs as the `postgres` user when ward runs as root: it must get in.
-  chmodSync(dataDir, 0o755);
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'DATABASE_OWNER_URL', 'SUPABASE_URL', 'SUPABASE_SERVICE_ROLE_KEY', 'WARD_STORAGE', 'WARD_PUBLIC_URL']) {
-    delete env[name];
-  }
-  Object.assign(env, {
-    WARD_DATA_DIR: dataDir,
-    WARD_BIND: `127.0.0.1:${port}`,
-    SUPABASE_JWT_SECRET: jwtSecret,
-    WARD_LOG: 'warn',
-  });
-  ward = spawn(bin, ['serve'], { cwd: dataDir, env, stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitForReady(base, ward, 180_000);
+  ward = await startWard();
+  base = ward.base;
+  serviceKey = ward.serviceKey;
 });
 
 after(async () => {
-  if (ward && ward.exitCode === null) {
-    const exited = new Promise((r) => ward.once('exit', r));
-    ward.kill('SIGTERM');
-    const timer = setTimeout(() => ward.kill('SIGKILL'), 20_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await ward?.stop();
 });
 
 function serviceClient() {
