@@ -35,7 +35,7 @@ pub const APQ_CACHE_ENTRIES: usize = 1024;
 
 /// Builds the schema; `live` gives subscriptions their hub and pool (`ward schema` needs none).
 pub fn build_schema(live: Option<(crate::realtime::Realtime, DatabaseConnection)>) -> WardSchema {
-    let mut builder = Schema::build(Query, Mutation, Subscription);
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription);
     if let Some((realtime, pool)) = live {
         builder = builder.data(realtime).data(pool);
     }

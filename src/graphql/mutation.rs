@@ -1,6 +1,7 @@
-//! The mutation root. Each mutation runs in a savepoint of the request's transaction.
+//! The mutation root, merged from one object per area. Each mutation runs in a savepoint of
+//! the request's transaction.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, MergedObject, Object};
 use entity::enums::TicketPriority as DomainPriority;
 
 use super::context::{Scope, caller, parse_id, run_mutation};
@@ -9,10 +10,16 @@ use crate::domain::tickets::{self, NewTicket, TicketChanges};
 use crate::domain::values::{Description, Message, NoticeKind, Title};
 use crate::error::ApiError;
 
-pub struct Mutation;
+// The mutation root: one part per area, merged.
+#[derive(MergedObject, Default)]
+pub struct Mutation(TicketMutation);
+
+/// Mutations of tickets.
+#[derive(Default)]
+pub struct TicketMutation;
 
 #[Object]
-impl Mutation {
+impl TicketMutation {
     /// Reports a ticket in the caller's municipality (citizens, managers, SAPS liaisons, admins).
     async fn create_ticket(&self, ctx: &Context<'_>, input: CreateTicketInput) -> async_graphql::Result<Ticket> {
         let new = NewTicket {

@@ -1,6 +1,6 @@
-//! The query root.
+//! The query root, merged from one object per area (profiles, tickets).
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, MergedObject, Object};
 
 use super::context::{Scope, caller, parse_id, run};
 use super::profile::Profile;
@@ -10,10 +10,16 @@ use crate::domain::values::TrackingNumber;
 use crate::domain::profiles;
 use crate::error::ApiError;
 
-pub struct Query;
+// The query root: one part per area, merged.
+#[derive(MergedObject, Default)]
+pub struct Query(ProfileQuery, TicketQuery);
+
+/// Queries about people.
+#[derive(Default)]
+pub struct ProfileQuery;
 
 #[Object]
-impl Query {
+impl ProfileQuery {
     /// The signed-in person's profile: null for anonymous callers and for people who have not
     /// registered yet.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
@@ -21,7 +27,14 @@ impl Query {
         let me = run(ctx, async |tx| profiles::me(tx, caller).await).await?;
         Ok(me.map(|p| Profile(p, Scope::default())))
     }
+}
 
+/// Queries about tickets.
+#[derive(Default)]
+pub struct TicketQuery;
+
+#[Object]
+impl TicketQuery {
     /// A ticket the caller may see; null otherwise.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
         let id = parse_id(&id, "id")?;
