@@ -14,14 +14,13 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authenticator, TokenIssuer};
 use crate::config::{Config, Secret};
 use crate::db::embedded::{EmbeddedCluster, EmbeddedOptions};
-use crate::graphql::{WardSchema, build_schema};
+use crate::graphql::{Services, WardSchema, schema_builder};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::local_secrets::LocalSecrets;
 use crate::realtime::Realtime;
 use crate::storage::{LocalStore, ObjectStore};
 use crate::{db, demo};
 
-/// How long in-flight HTTP requests get to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the SLA sweeper looks for breached tickets.
 const SLA_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
@@ -43,6 +42,13 @@ pub struct AppState {
     /// The local backend again when it is the one in use: ward then serves its REST paths
     /// (`/storage/v1/...`, `src/http/storage.rs`).
     pub local_storage: Option<Arc<LocalStore>>,
+    /// The GraphiQL page's settings (`src/http/playground.rs`), with the demo token signer
+    /// when `WARD_PLAYGROUND_DEMO` is on.
+    pub playground: Arc<crate::http::playground::Playground>,
+    /// The settings the HTTP layer reads per request (playground, metrics, CORS, limits).
+    pub config: Arc<Config>,
+    /// Prometheus metrics (`GET /metrics`, `src/metrics.rs`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Where the database is and how to reach it, once prepared.
@@ -176,6 +182,8 @@ impl App {
             .await
             .context("connecting to the database")?;
         db::check_request_role(&pool).await?;
+        // See `graphql::Services::aside`: two connections, the first opened now.
+        let aside = db::connect(&database.request_url, 2).await.context("connecting to the database")?;
         let secret = jwt_secret(config)?;
         let listener = TcpListener::bind(config.bind)
             .await
@@ -191,14 +199,38 @@ impl App {
         let shutdown = CancellationToken::new();
         let listen_url = config.database_listen_url.clone().unwrap_or_else(|| database.request_url.clone());
         let realtime = Realtime::start(pool.clone(), listen_url, config.subscriber_buffer, shutdown.clone());
+        let metrics = Metrics::new(realtime.clone(), pool.clone(), config.db_pool_size);
+        let storage = MeteredStore::wrap(storage, metrics.clone());
+        let mut schema = schema_builder(Some(Services {
+                realtime: realtime.clone(),
+                pool: pool.clone(),
+                aside: crate::graphql::AsidePool(aside),
+                storage: storage.clone(),
+                fetcher: crate::fetch::Fetcher {
+                    allow_private: config.ingest_allow_private,
+                    timeout: Duration::from_secs(config.ingest_timeout_seconds),
+                    max_bytes: crate::domain::uploads::MAX_FILE_BYTES as u64,
+                },
+            }))
+            .extension(metrics.graphql_extension());
+        if !config.introspection {
+            schema = schema.disable_introspection();
+        }
         let state = AppState {
-            schema: build_schema(Some((realtime.clone(), pool.clone()))),
+            schema: schema.finish(),
             db: pool,
             realtime,
             shutdown,
-            auth: Arc::new(Authenticator::new(&secret)),
+            auth: Arc::new(
+                Authenticator::new(&secret)
+                    .with_jwks(config.jwks_url().as_deref())
+                    .with_relay_secret(config.relay_webhook_secret.as_ref()),
+            ),
             storage,
             local_storage,
+            playground: crate::http::playground::Playground::new(config, &secret),
+            config: Arc::new(config.clone()),
+            metrics,
         };
         Ok(App { listener, state, database })
     }
@@ -214,6 +246,8 @@ impl App {
         let App { listener, state, database } = self;
         let pool = state.db.clone();
         let stopping = state.shutdown.clone();
+        // How long in-flight HTTP requests get to finish after a shutdown signal.
+        let drain_timeout = state.config.shutdown_timeout;
         let sweeper = tokio::spawn(crate::jobs::sla_sweeper(pool.clone(), SLA_SWEEP_PERIOD, stopping.clone()));
         let server = axum::serve(listener, crate::http::router(state))
             .with_graceful_shutdown(stopping.clone().cancelled_owned());
@@ -222,11 +256,11 @@ impl App {
             shutdown.await;
             tracing::info!("shutting down");
             signal.cancel();
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
+            tokio::time::sleep(drain_timeout).await;
         };
         tokio::select! {
             result = server => result.context("serving HTTP")?,
-            () = drain => tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "requests still running at the drain deadline"),
+            () = drain => tracing::warn!(timeout_s = drain_timeout.as_secs(), "requests still running at the drain deadline"),
         }
         stopping.cancel();
         let _ = sweeper.await;

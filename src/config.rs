@@ -56,6 +56,12 @@ pub struct Config {
     /// `WARD_SUBSCRIBER_BUFFER`: updates one subscription may have waiting before it is ended
     /// as too slow. Default 256.
     pub subscriber_buffer: usize,
+    /// `WARD_INGEST_TIMEOUT_SECONDS`: how long `ingestTicketMedia` may take to download one
+    /// file. Default 30.
+    pub ingest_timeout_seconds: u64,
+    /// `WARD_INGEST_ALLOW_PRIVATE`: let `ingestTicketMedia` fetch from private and loopback
+    /// addresses (tests only). Default false.
+    pub ingest_allow_private: bool,
     /// `WARD_BIND`: the address the HTTP server listens on. Default `127.0.0.1:8080`.
     pub bind: SocketAddr,
     /// `WARD_PUBLIC_URL`: the absolute base URL clients reach ward at (signed upload and
@@ -74,6 +80,10 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `SUPABASE_URL`: the Supabase project, e.g. `https://xyz.supabase.co`.
     pub supabase_url: Option<String>,
+    /// `SUPABASE_JWKS_URL`: the project's public signing keys, for ES256/RS256 tokens. Default:
+    /// `SUPABASE_URL` + `/auth/v1/.well-known/jwks.json` when `SUPABASE_URL` is set; with
+    /// neither, only HS256 tokens (`SUPABASE_JWT_SECRET`) are accepted. See [`Config::jwks_url`].
+    pub supabase_jwks_url: Option<String>,
     /// `SUPABASE_SERVICE_ROLE_KEY`: the project's service-role key (storage calls).
     pub supabase_service_role_key: Option<Secret>,
     /// `SUPABASE_JWT_SECRET`: the HS256 secret tokens are signed with. Unset: a secret
@@ -88,6 +98,40 @@ pub struct Config {
     /// `WARD_DEMO`: seed the demo municipalities and people. Default: on for the embedded
     /// default, off with `DATABASE_URL`.
     pub demo: bool,
+    /// `WARD_PLAYGROUND`: serve GraphiQL on `/`. Default on.
+    pub playground: bool,
+    /// `WARD_PLAYGROUND_DEMO`: the playground offers the demo people's `Authorization`
+    /// headers (live tokens) and an example tab per area. Default: on for the embedded default
+    /// with its demo, off with `DATABASE_URL` — the tokens it hands out are real.
+    pub playground_demo: bool,
+    /// `WARD_INTROSPECTION`: answer `__schema`/`__type` queries. Default on.
+    pub introspection: bool,
+    /// `WARD_CORS_ORIGINS`: browser origins allowed to call the API cross-origin, comma
+    /// separated (`https://app.example,https://admin.example`), or `*` for any. Default: none
+    /// (no CORS headers; same-origin pages only).
+    pub cors_origins: CorsOrigins,
+    /// `WARD_MAX_BODY_BYTES`: the largest request body on `/graphql` (uploads have their own
+    /// limits per bucket). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// `WARD_METRICS`: serve Prometheus metrics on `GET /metrics`. Default on.
+    pub metrics: bool,
+    /// `WARD_METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    /// `WARD_SHUTDOWN_TIMEOUT`: seconds in-flight HTTP requests get to finish after SIGTERM or
+    /// SIGINT before ward stops anyway. Default 10.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// Which browser origins may call ward cross-origin (`WARD_CORS_ORIGINS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers: browsers allow same-origin pages only.
+    None,
+    /// Any origin (`*`); credentials are bearer headers, never cookies, so this exposes nothing
+    /// a token holder could not already do.
+    Any,
+    /// Exactly these origins (scheme, host and port, no path).
+    List(Vec<String>),
 }
 
 /// A setting that is present but unusable.
@@ -134,6 +178,23 @@ impl Config {
                 });
             }
         };
+        let ingest_timeout_seconds = match get("WARD_INGEST_TIMEOUT_SECONDS") {
+            Some(v) => v.parse().ok().filter(|n| (1..=600).contains(n)).ok_or(ConfigError {
+                name: "WARD_INGEST_TIMEOUT_SECONDS",
+                problem: format!("`{v}` is not a number of seconds from 1 to 600"),
+            })?,
+            None => 30,
+        };
+        let ingest_allow_private = match get("WARD_INGEST_ALLOW_PRIVATE").as_deref() {
+            None | Some("0" | "false" | "off" | "no") => false,
+            Some("1" | "true" | "on" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "WARD_INGEST_ALLOW_PRIVATE",
+                    problem: format!("`{other}` is not true or false"),
+                });
+            }
+        };
         let subscriber_buffer = match get("WARD_SUBSCRIBER_BUFFER") {
             Some(v) => v.parse().ok().filter(|n| (1..=100_000).contains(n)).ok_or(ConfigError {
                 name: "WARD_SUBSCRIBER_BUFFER",
@@ -158,6 +219,20 @@ impl Config {
         };
         let supabase_url = get("SUPABASE_URL").map(|u| u.trim_end_matches('/').to_string());
         let supabase_service_role_key = secret("SUPABASE_SERVICE_ROLE_KEY");
+        let supabase_jwks_url = match get("SUPABASE_JWKS_URL") {
+            Some(v) => {
+                let v = v.trim().to_string();
+                let ok = reqwest::Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+                if !ok {
+                    return Err(ConfigError {
+                        name: "SUPABASE_JWKS_URL",
+                        problem: format!("`{v}` is not an absolute http(s) URL"),
+                    });
+                }
+                Some(v)
+            }
+            None => None,
+        };
         let storage = match get("WARD_STORAGE").as_deref() {
             None if supabase_url.is_some() && supabase_service_role_key.is_some() => StorageBackend::Supabase,
             None | Some("local") => StorageBackend::Local,
@@ -188,11 +263,64 @@ impl Config {
                 });
             }
         };
+        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(name).as_deref().map(str::trim) {
+                None => Ok(default),
+                Some("1" | "true" | "on" | "yes") => Ok(true),
+                Some("0" | "false" | "off" | "no") => Ok(false),
+                Some(other) => Err(ConfigError { name, problem: format!("`{other}` is not on or off") }),
+            }
+        };
+        let playground = flag("WARD_PLAYGROUND", true)?;
+        let playground_demo = flag("WARD_PLAYGROUND_DEMO", database_url.is_none() && demo)?;
+        let introspection = flag("WARD_INTROSPECTION", true)?;
+        let metrics = flag("WARD_METRICS", true)?;
+        let cors_origins = match get("WARD_CORS_ORIGINS") {
+            None => CorsOrigins::None,
+            Some(v) if v.trim() == "*" => CorsOrigins::Any,
+            Some(v) => {
+                let mut origins = Vec::new();
+                for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                    let origin = origin.trim_end_matches('/');
+                    let ok = reqwest::Url::parse(origin).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https")
+                            && u.host().is_some()
+                            && u.path() == "/"
+                            && u.query().is_none()
+                            && u.fragment().is_none()
+                    });
+                    if !ok {
+                        return Err(ConfigError {
+                            name: "WARD_CORS_ORIGINS",
+                            problem: format!("`{origin}` is not an origin like https://app.example"),
+                        });
+                    }
+                    origins.push(origin.to_string());
+                }
+                CorsOrigins::List(origins)
+            }
+        };
+        let max_body_bytes = match get("WARD_MAX_BODY_BYTES") {
+            Some(v) => v.trim().parse().ok().filter(|n| (1024..=1024 * 1024 * 1024).contains(n)).ok_or(ConfigError {
+                name: "WARD_MAX_BODY_BYTES",
+                problem: format!("`{v}` is not a number of bytes from 1024 to 1073741824"),
+            })?,
+            None => 1024 * 1024,
+        };
+        let shutdown_timeout = match get("WARD_SHUTDOWN_TIMEOUT") {
+            Some(v) => v.trim().parse::<u64>().ok().filter(|n| (1..=3600).contains(n)).ok_or(ConfigError {
+                name: "WARD_SHUTDOWN_TIMEOUT",
+                problem: format!("`{v}` is not a number of seconds from 1 to 3600"),
+            })?,
+            None => 10,
+        };
         Ok(Config {
             database_url,
             database_owner_url: secret("DATABASE_OWNER_URL"),
             database_listen_url: secret("DATABASE_LISTEN_URL"),
             subscriber_buffer,
+            ingest_timeout_seconds,
+            ingest_allow_private,
             bind,
             public_url,
             storage,
@@ -200,13 +328,30 @@ impl Config {
             pg_bin_dir: get("WARD_PG_BINDIR").map(PathBuf::from),
             db_pool_size,
             supabase_url,
+            supabase_jwks_url,
             supabase_service_role_key,
             supabase_jwt_secret: secret("SUPABASE_JWT_SECRET"),
             relay_webhook_secret: secret("RELAY_WEBHOOK_SECRET"),
             log_filter: get("WARD_LOG").unwrap_or_else(|| "info,sqlx=warn,sea_orm_migration=warn".to_string()),
             log_format,
             demo,
+            playground,
+            playground_demo,
+            introspection,
+            cors_origins,
+            max_body_bytes,
+            metrics,
+            metrics_token: secret("WARD_METRICS_TOKEN"),
+            shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
         })
+    }
+
+    /// Where the project's public signing keys are: `SUPABASE_JWKS_URL`, else derived from
+    /// `SUPABASE_URL`; `None` when neither is set (asymmetric tokens are then refused).
+    pub fn jwks_url(&self) -> Option<String> {
+        self.supabase_jwks_url
+            .clone()
+            .or_else(|| self.supabase_url.as_ref().map(|u| format!("{u}/auth/v1/.well-known/jwks.json")))
     }
 
     /// Whether ward runs its own PostgreSQL cluster.
@@ -277,8 +422,66 @@ mod tests {
     }
 
     #[test]
+    fn the_jwks_url_is_explicit_or_derived_from_the_project() {
+        assert_eq!(config(&[]).unwrap().jwks_url(), None);
+        let derived = config(&[("SUPABASE_URL", "https://p.supabase.co/")]).unwrap();
+        assert_eq!(derived.jwks_url().as_deref(), Some("https://p.supabase.co/auth/v1/.well-known/jwks.json"));
+        let explicit = config(&[("SUPABASE_URL", "https://p.supabase.co"), ("SUPABASE_JWKS_URL", "http://127.0.0.1:9/keys")]).unwrap();
+        assert_eq!(explicit.jwks_url().as_deref(), Some("http://127.0.0.1:9/keys"));
+        let err = config(&[("SUPABASE_JWKS_URL", "keys.json")]).unwrap_err().to_string();
+        assert!(err.contains("SUPABASE_JWKS_URL"), "{err}");
+    }
+
+    #[test]
     fn secrets_do_not_print() {
-        let c = config(&[("SUPABASE_JWT_SECRET", "hunter2")]).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = config(&[("SUPABASE_JWT_SECRET", "hunter2"), ("WARD_METRICS_TOKEN", "metrics-hunter3")]).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("hunter3"), "{printed}");
+    }
+
+    #[test]
+    fn the_playground_demo_is_for_the_embedded_default_only() {
+        let c = config(&[]).unwrap();
+        assert!(c.playground && c.playground_demo && c.introspection && c.metrics);
+        let c = config(&[("DATABASE_URL", "postgres://authenticator@db/ward")]).unwrap();
+        assert!(c.playground && !c.playground_demo);
+        let c = config(&[("DATABASE_URL", "postgres://authenticator@db/ward"), ("WARD_PLAYGROUND_DEMO", "on")]).unwrap();
+        assert!(c.playground_demo);
+        let c = config(&[("WARD_DEMO", "off")]).unwrap();
+        assert!(!c.playground_demo);
+        let c = config(&[("WARD_PLAYGROUND", "off"), ("WARD_INTROSPECTION", "false")]).unwrap();
+        assert!(!c.playground && !c.introspection);
+        let err = config(&[("WARD_PLAYGROUND", "maybe")]).unwrap_err().to_string();
+        assert!(err.contains("WARD_PLAYGROUND"), "{err}");
+    }
+
+    #[test]
+    fn production_settings_parse() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.cors_origins, CorsOrigins::None);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
+        let c = config(&[
+            ("WARD_CORS_ORIGINS", "https://app.example/, http://localhost:5173"),
+            ("WARD_MAX_BODY_BYTES", "65536"),
+            ("WARD_SHUTDOWN_TIMEOUT", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            CorsOrigins::List(vec!["https://app.example".into(), "http://localhost:5173".into()])
+        );
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(config(&[("WARD_CORS_ORIGINS", "*")]).unwrap().cors_origins, CorsOrigins::Any);
+        for (name, bad) in [
+            ("WARD_CORS_ORIGINS", "app.example"),
+            ("WARD_CORS_ORIGINS", "https://app.example/path"),
+            ("WARD_MAX_BODY_BYTES", "12"),
+            ("WARD_SHUTDOWN_TIMEOUT", "0"),
+        ] {
+            let err = config(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

@@ -87,6 +87,7 @@ impl From<DomainError> for ApiError {
             DomainError::Db(db) => ApiError::from(&db),
             DomainError::Session(SessionError::Db(db)) => ApiError::from(&db),
             DomainError::Session(e @ SessionError::Finished) => ApiError::internal(&e),
+            DomainError::Storage(e) => ApiError::from(e),
         }
     }
 }

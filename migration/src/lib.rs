@@ -49,6 +49,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0006_realtime.sql"),
                 down: include_str!("sql/0006_realtime_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261123_000007_profiles_photos",
+                up: include_str!("sql/0007_profiles_photos.sql"),
+                down: include_str!("sql/0007_profiles_photos_down.sql"),
+            }),
         ]
     }
 }

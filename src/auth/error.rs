@@ -24,4 +24,12 @@ pub enum AuthError {
     BadSubject,
     #[error("no key is configured to verify this token")]
     NoKey,
+    #[error("the token names no signing key (`kid`)")]
+    MissingKeyId,
+    #[error("the token's signing key (`kid`) is not one of the project's keys")]
+    UnknownKey,
+    #[error("the token's algorithm does not match its signing key")]
+    KeyAlgorithmMismatch,
+    #[error("the project's signing keys could not be fetched; try again shortly")]
+    KeysUnavailable,
 }

@@ -1,5 +1,6 @@
-//! Supabase-shaped HS256 tokens: verifying them on requests and issuing them for the demo
-//! people (`ward token`).
+//! Supabase-shaped tokens: verifying them on requests (HS256 with the project's secret,
+//! ES256/RS256 with its published keys, see `jwks.rs`), recognising the relay's shared secret,
+//! and issuing HS256 tokens for the demo people (`ward token`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,6 +9,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::jwks::Jwks;
 use super::{AuthError, Caller, UserClaims};
 use crate::config::Secret;
 
@@ -17,6 +22,33 @@ const LEEWAY_SECONDS: u64 = 30;
 /// Verifies the credentials of requests.
 pub struct Authenticator {
     hs256: DecodingKey,
+    /// The project's published keys, when asymmetric tokens are accepted.
+    jwks: Option<Jwks>,
+    /// The relay's bearer secret, when one is configured.
+    relay: Option<RelaySecret>,
+}
+
+/// The relay's shared secret, compared in constant time: both sides go through HMAC-SHA256
+/// under a random per-process key and the tags are compared with `verify_slice` (constant
+/// time), so neither the secret's content nor its length leaks through timing.
+struct RelaySecret {
+    key: [u8; 32],
+    tag: Vec<u8>,
+}
+
+impl RelaySecret {
+    fn new(secret: &Secret) -> Option<Self> {
+        let key: [u8; 32] = rand::random();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+        mac.update(secret.expose().as_bytes());
+        Some(RelaySecret { key, tag: mac.finalize().into_bytes().to_vec() })
+    }
+
+    fn matches(&self, candidate: &str) -> bool {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else { return false };
+        mac.update(candidate.as_bytes());
+        mac.verify_slice(&self.tag).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -26,45 +58,78 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// Verifies HS256 tokens with the project's JWT secret (and nothing else until
+    /// [`Authenticator::with_jwks`] and [`Authenticator::with_relay_secret`]).
     pub fn new(jwt_secret: &Secret) -> Self {
-        Authenticator { hs256: DecodingKey::from_secret(jwt_secret.expose().as_bytes()) }
+        Authenticator { hs256: DecodingKey::from_secret(jwt_secret.expose().as_bytes()), jwks: None, relay: None }
+    }
+
+    /// Also accepts ES256 and RS256 tokens signed with a key of the JWKS at `url`.
+    pub fn with_jwks(mut self, url: Option<&str>) -> Self {
+        self.jwks = url.map(Jwks::new);
+        self
+    }
+
+    /// Also accepts `Bearer <secret>` from the relay, as the service role.
+    pub fn with_relay_secret(mut self, secret: Option<&Secret>) -> Self {
+        self.relay = secret.filter(|s| !s.expose().is_empty()).and_then(RelaySecret::new);
+        self
     }
 
     /// Turns an `Authorization` header value (or its absence) into a caller.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let Some(header) = authorization else { return Ok(Caller::Anonymous) };
         let token = bearer_token(header)?;
-        self.verify(token)
+        if self.relay.as_ref().is_some_and(|relay| relay.matches(token)) {
+            return Ok(Caller::Service);
+        }
+        self.verify(token).await
     }
 
     /// Verifies one token.
-    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        // Read `alg` ourselves first: jsonwebtoken cannot even parse `none`, and a token
-        // naming any algorithm but HS256 must say so rather than look malformed.
-        match header_alg(token) {
-            None => return Err(AuthError::Malformed("not a JSON Web Token".into())),
-            Some(alg) if alg != "HS256" => return Err(AuthError::BadAlgorithm),
-            Some(_) => {}
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        // Read the header ourselves first: jsonwebtoken cannot even parse `none`, and a token
+        // naming an algorithm ward does not take must say so rather than look malformed.
+        let Some((alg, kid)) = header_alg_kid(token) else {
+            return Err(AuthError::Malformed("not a JSON Web Token".into()));
+        };
+        // The algorithm picks the key family, and each family has its own source of keys:
+        // HS256 only ever verifies with the shared secret, ES256/RS256 only with a published
+        // key of that type. A public key can never be used as an HMAC secret.
+        let (algorithm, key) = match alg.as_str() {
+            "HS256" => (Algorithm::HS256, self.hs256.clone()),
+            "ES256" | "RS256" => {
+                let jwks = self.jwks.as_ref().ok_or(AuthError::BadAlgorithm)?;
+                let kid = kid.ok_or(AuthError::MissingKeyId)?;
+                let (key, key_algorithm) = jwks.key(&kid).await?;
+                let wanted = if alg == "ES256" { Algorithm::ES256 } else { Algorithm::RS256 };
+                if key_algorithm != wanted {
+                    return Err(AuthError::KeyAlgorithmMismatch);
+                }
+                (key_algorithm, key)
+            }
+            _ => return Err(AuthError::BadAlgorithm),
+        };
+        let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
         // The audience depends on the role (service and anon keys carry none), so it is
         // checked below, after the signature.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
-        let data = jsonwebtoken::decode::<Value>(token, &self.hs256, &validation)
-            .map_err(map_jwt_error)?;
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(map_jwt_error)?;
         caller_from_claims(data.claims)
     }
 }
 
-/// The `alg` of a compact JWS's header, if it has a readable one.
-fn header_alg(token: &str) -> Option<String> {
+/// The `alg` and `kid` of a compact JWS's header, if it has a readable `alg`.
+fn header_alg_kid(token: &str) -> Option<(String, Option<String>)> {
     let header = token.split('.').next()?;
     let bytes = URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("alg")?.as_str().map(String::from)
+    let alg = value.get("alg")?.as_str()?.to_string();
+    let kid = value.get("kid").and_then(Value::as_str).map(String::from);
+    Some((alg, kid))
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive).

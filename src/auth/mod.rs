@@ -2,9 +2,11 @@
 //! the rest of ward knows. A bad credential is an error, never a quiet downgrade to anonymous.
 
 mod error;
+mod jwks;
 mod jwt;
 
 pub use error::AuthError;
+pub use jwks::{MAX_AGE as JWKS_MAX_AGE, MIN_REFRESH_INTERVAL as JWKS_MIN_REFRESH_INTERVAL};
 pub use jwt::{Authenticator, TokenIssuer};
 
 use serde_json::{Value, json};

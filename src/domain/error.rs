@@ -1,6 +1,7 @@
 //! Errors of the domain rules.
 
 use crate::db::SessionError;
+use crate::storage::StorageError;
 
 /// A rule said no, or the database failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,4 +20,6 @@ pub enum DomainError {
     Db(#[from] sea_orm::DbErr),
     #[error("session error")]
     Session(#[from] SessionError),
+    #[error("storage error")]
+    Storage(#[from] StorageError),
 }

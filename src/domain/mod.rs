@@ -3,8 +3,10 @@
 
 mod error;
 pub mod municipalities;
+pub mod photos;
 pub mod profiles;
 pub mod tickets;
+pub mod uploads;
 pub mod values;
 
 pub use error::DomainError;

@@ -104,9 +104,85 @@ impl TrackingNumber {
     }
 }
 
+/// A person's display name: 1 to 120 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(value: &str) -> Result<Self, DomainError> {
+        let name = bounded("displayName", value, 1, 120)?;
+        if name.contains(['\n', '\r', '\t']) {
+            return Err(DomainError::BadInput("displayName must be one line".into()));
+        }
+        Ok(DisplayName(name))
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A phone number in E.164 form, e.g. `+27821234567` (spaces, dashes and brackets are dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(value: &str) -> Result<Self, DomainError> {
+        let compact: String = value.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+        let digits = compact.strip_prefix('+').unwrap_or("");
+        let valid = (7..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !valid {
+            return Err(DomainError::BadInput(
+                "phone must be in international form: + and 7 to 15 digits, e.g. +27821234567".into(),
+            ));
+        }
+        Ok(Phone(compact))
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A municipality's slug, e.g. `demo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(value: &str) -> Result<Self, DomainError> {
+        let value = value.trim().to_ascii_lowercase();
+        let mut chars = value.chars();
+        let valid = value.len() <= 63
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(DomainError::BadInput("municipalitySlug is not a municipality's short name (e.g. `demo`)".into()));
+        }
+        Ok(Slug(value))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn people_values() {
+        assert_eq!(DisplayName::parse("  Thandi ").unwrap().into_inner(), "Thandi");
+        assert!(DisplayName::parse("").is_err());
+        assert!(DisplayName::parse("a\nb").is_err());
+        assert!(DisplayName::parse(&"x".repeat(121)).is_err());
+        assert_eq!(Phone::parse("+27 82 000-0001").unwrap().into_inner(), "+27820000001");
+        for bad in ["0820000001", "+0820000001", "+27", "+2782000000112345", "+2782abc0001", ""] {
+            assert!(Phone::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Slug::parse(" Demo ").unwrap().as_str(), "demo");
+        assert!(Slug::parse("-x").is_err());
+        assert!(Slug::parse("a b").is_err());
+    }
 
     #[test]
     fn titles_are_trimmed_and_bounded() {

@@ -85,6 +85,18 @@ pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a crate::auth::Caller, ApiError
     Ok(request(ctx)?.session.caller())
 }
 
+/// Object storage, present on a running server.
+pub fn storage<'a>(ctx: &Context<'a>) -> Result<&'a dyn crate::storage::ObjectStore, ApiError> {
+    ctx.data::<Arc<dyn crate::storage::ObjectStore>>()
+        .map(|store| store.as_ref())
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no object storage"))
+}
+
+/// The pool for short transactions outside the request's own, present on a running server.
+pub fn aside_pool<'a>(ctx: &Context<'a>) -> Option<&'a sea_orm::DatabaseConnection> {
+    ctx.data::<super::AsidePool>().ok().map(|p| &p.0)
+}
+
 /// Parses an `ID` argument that must be a UUID.
 pub fn parse_id(id: &async_graphql::ID, name: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(id.as_str())

@@ -5,15 +5,21 @@ mod context;
 mod extension;
 mod loaders;
 mod mutation;
+mod photo;
 mod profile;
+mod profile_ops;
 mod query;
 mod subscription;
 mod ticket;
+mod ticket_uploads;
+pub mod uploads;
 
 pub use context::RequestData;
 pub use loaders::Loaders;
 
 use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
+use std::sync::Arc;
+
 use async_graphql::Schema;
 use sea_orm::DatabaseConnection;
 
@@ -33,11 +39,38 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 /// Automatic Persisted Queries remembered (per process).
 pub const APQ_CACHE_ENTRIES: usize = 1024;
 
-/// Builds the schema; `live` gives subscriptions their hub and pool (`ward schema` needs none).
-pub fn build_schema(live: Option<(crate::realtime::Realtime, DatabaseConnection)>) -> WardSchema {
+/// The pool of [`Services::aside`].
+#[derive(Clone)]
+pub struct AsidePool(pub DatabaseConnection);
+
+/// What resolvers of a running server reach beyond their request's session.
+pub struct Services {
+    /// Live ticket updates (subscriptions).
+    pub realtime: crate::realtime::Realtime,
+    /// The request pool: subscriptions open their own sessions on it.
+    pub pool: DatabaseConnection,
+    /// A small pool for the short transactions of their own that a request needs while it
+    /// holds its request connection (`me` linking a first sign-in: see
+    /// `domain::profiles::me_linking`). Separate, so such a transaction never waits for a
+    /// connection that requests hold, and a burst of them cannot deadlock the request pool.
+    pub aside: AsidePool,
+    /// Object storage: signed URLs, checks and thumbnails of uploads.
+    pub storage: Arc<dyn crate::storage::ObjectStore>,
+    /// Downloads the relay's media URLs (`ingestTicketMedia`).
+    pub fetcher: crate::fetch::Fetcher,
+}
+
+/// Builds the schema; `services` are those of a running server (`ward schema` needs none).
+pub fn build_schema(services: Option<Services>) -> WardSchema {
+    schema_builder(services).finish()
+}
+
+/// The schema's builder, for the server to add what its settings ask (`WARD_INTROSPECTION`,
+/// metrics) before `finish`.
+pub fn schema_builder(services: Option<Services>) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription);
-    if let Some((realtime, pool)) = live {
-        builder = builder.data(realtime).data(pool);
+    if let Some(Services { realtime, pool, aside, storage, fetcher }) = services {
+        builder = builder.data(realtime).data(pool).data(aside).data(storage).data(fetcher);
     }
     builder
         // Registered first, so it sees (and codes) the errors of the extensions after it.
@@ -45,7 +78,6 @@ pub fn build_schema(live: Option<(crate::realtime::Realtime, DatabaseConnection)
         .extension(ApolloPersistedQueries::new(LruCacheStorage::new(APQ_CACHE_ENTRIES)))
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .finish()
 }
 
 /// The schema in SDL, as `ward schema` prints it and `schema.graphql` holds it.

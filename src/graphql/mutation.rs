@@ -12,7 +12,7 @@ use crate::error::ApiError;
 
 // The mutation root: one part per area, merged.
 #[derive(MergedObject, Default)]
-pub struct Mutation(TicketMutation);
+pub struct Mutation(super::profile_ops::ProfileMutation, TicketMutation, super::ticket_uploads::TicketUploadMutation);
 
 /// Mutations of tickets.
 #[derive(Default)]

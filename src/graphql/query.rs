@@ -2,32 +2,15 @@
 
 use async_graphql::{Context, ID, MergedObject, Object};
 
-use super::context::{Scope, caller, parse_id, run};
-use super::profile::Profile;
+use super::context::{Scope, parse_id, run};
 use super::ticket::{Ticket, TicketConnection, TicketFilter, TicketOrder};
 use crate::domain::tickets::{self, Page};
 use crate::domain::values::TrackingNumber;
-use crate::domain::profiles;
 use crate::error::ApiError;
 
 // The query root: one part per area, merged.
 #[derive(MergedObject, Default)]
-pub struct Query(ProfileQuery, TicketQuery);
-
-/// Queries about people.
-#[derive(Default)]
-pub struct ProfileQuery;
-
-#[Object]
-impl ProfileQuery {
-    /// The signed-in person's profile: null for anonymous callers and for people who have not
-    /// registered yet.
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
-        let caller = caller(ctx)?;
-        let me = run(ctx, async |tx| profiles::me(tx, caller).await).await?;
-        Ok(me.map(|p| Profile(p, Scope::default())))
-    }
-}
+pub struct Query(super::profile_ops::ProfileQuery, TicketQuery);
 
 /// Queries about tickets.
 #[derive(Default)]

@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use entity::enums::{self, UploadPurpose};
 use entity::{media, ticket, ticket_event, ward};
 
-use super::context::{Scope, parse_id, run};
+use super::context::{Scope, parse_id, run, storage};
 use super::profile::Profile;
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
+use crate::domain::uploads;
 use crate::error::ApiError;
 
 macro_rules! mirror_enum {
@@ -115,13 +116,13 @@ impl Ticket {
         Ok(all
             .into_iter()
             .filter(|m| matches!(m.purpose, UploadPurpose::Evidence | UploadPurpose::GbvEvidence))
-            .map(Media)
+            .map(|m| Media(m, self.1.clone()))
             .collect())
     }
 
     /// Every file of the ticket the caller may read.
     async fn media(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Media>> {
-        Ok(self.media_rows(ctx).await?.into_iter().map(Media).collect())
+        Ok(self.media_rows(ctx).await?.into_iter().map(|m| Media(m, self.1.clone())).collect())
     }
 
     /// The ticket's history, oldest first.
@@ -214,7 +215,7 @@ impl TicketEvent {
 }
 
 /// A file attached to a ticket.
-pub struct Media(pub media::Model);
+pub struct Media(pub media::Model, pub Scope);
 
 #[Object]
 impl Media {
@@ -241,6 +242,23 @@ impl Media {
 
     async fn size_bytes(&self) -> i64 {
         self.0.size_bytes
+    }
+
+    /// A link to download the file, valid for `expiresIn` seconds (1 to 604800, 7 days).
+    /// Only for those who may read the file: managers upload GBV evidence but get no link.
+    async fn signed_url(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 3600)] expires_in: i32,
+    ) -> async_graphql::Result<String> {
+        let storage = storage(ctx)?;
+        let session = &self.1.data(ctx)?.session;
+        let id = self.0.id;
+        let url = session
+            .run(async |tx| uploads::signed_link(tx, storage, id, i64::from(expires_in)).await)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(url)
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

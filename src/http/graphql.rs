@@ -1,7 +1,6 @@
 //! GraphQL over HTTP. Authentication happens here, before execution: a bad credential ends
 //! the request with `UNAUTHENTICATED` and never runs as anonymous.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::ServerError;
 use async_graphql::ParseRequestError;
 use async_graphql_axum::rejection::GraphQLRejection;
@@ -9,24 +8,13 @@ use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::http::header::AUTHORIZATION;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};
 use crate::graphql::RequestData;
-
-/// The GraphiQL playground.
-pub async fn playground() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("ward")
-            .finish(),
-    )
-}
 
 /// A code that has no `ErrorCode` (HTTP-level refusals) with its message.
 struct ApiErrorWithCode {
@@ -55,16 +43,16 @@ pub async fn graphql(
 ) -> Response {
     let request = match request {
         Ok(request) => request,
-        Err(rejection) => return rejection_response(rejection),
+        Err(rejection) => return rejection_response(rejection, state.config.max_body_bytes),
     };
     let authorization = match headers.get(AUTHORIZATION).map(|v| v.to_str()) {
         None => None,
         Some(Ok(value)) => Some(value),
-        Some(Err(_)) => return error_response(ApiError::from(AuthError::MalformedHeader).into()).into_response(),
+        Some(Err(_)) => return refused(&state, ApiError::from(AuthError::MalformedHeader)),
     };
-    let caller = match state.auth.authenticate(authorization) {
+    let caller = match state.auth.authenticate(authorization).await {
         Ok(caller) => caller,
-        Err(error) => return error_response(ApiError::from(error).into()).into_response(),
+        Err(error) => return refused(&state, ApiError::from(error)),
     };
     let session = RlsSession::new(state.db.clone(), caller);
     let request = request.into_inner().data(RequestData::new(session.clone(), method != Method::GET));
@@ -94,8 +82,14 @@ pub async fn graphql(
     GraphQLResponse::from(response).into_response()
 }
 
+/// A request refused before it ran (a bad credential), counted in the metrics.
+fn refused(state: &AppState, error: ApiError) -> Response {
+    state.metrics.graphql_refused(error.code.as_str());
+    error_response(error.into()).into_response()
+}
+
 /// A request that is not GraphQL over HTTP at all, as a GraphQL error with a fitting status.
-fn rejection_response(rejection: GraphQLRejection) -> Response {
+fn rejection_response(rejection: GraphQLRejection, limit: usize) -> Response {
     // A body that turns out too long while streaming fails with the limit layer's i/o error.
     let too_large = match &rejection.0 {
         ParseRequestError::PayloadTooLarge => true,
@@ -103,29 +97,34 @@ fn rejection_response(rejection: GraphQLRejection) -> Response {
         _ => false,
     };
     if too_large {
-        return payload_too_large();
+        return payload_too_large(limit);
     }
     let error = ApiErrorWithCode { code: "BAD_REQUEST", message: "the request is not a GraphQL request".into() };
     (StatusCode::BAD_REQUEST, error_response(error)).into_response()
 }
 
-fn payload_too_large() -> Response {
+fn payload_too_large(limit: usize) -> Response {
     let error = ApiErrorWithCode {
         code: "PAYLOAD_TOO_LARGE",
-        message: format!("the request body is larger than {} bytes", crate::http::MAX_BODY_BYTES),
+        message: format!("the request body is larger than {limit} bytes"),
     };
     (StatusCode::PAYLOAD_TOO_LARGE, error_response(error)).into_response()
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it.
-pub async fn refuse_oversized(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn refuse_oversized(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = state.config.max_body_bytes;
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > crate::http::MAX_BODY_BYTES) {
-        return payload_too_large();
+    if declared.is_some_and(|len| len > limit) {
+        return payload_too_large(limit);
     }
     next.run(request).await
 }

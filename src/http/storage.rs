@@ -158,14 +158,14 @@ fn target(state: &AppState, path: std::result::Result<Path<(String, String)>, Pa
 }
 
 /// Only the service role may call the management routes (a service-role JWT).
-fn require_service(state: &AppState, headers: &HeaderMap) -> Result<()> {
+async fn require_service(state: &AppState, headers: &HeaderMap) -> Result<()> {
     let unauthorized = |message: String| StorageHttpError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message);
     let authorization = match headers.get(AUTHORIZATION).map(|v| v.to_str()) {
         None => return Err(unauthorized("a service-role key is required".into())),
         Some(Ok(value)) => value,
         Some(Err(_)) => return Err(unauthorized(AuthError::MalformedHeader.to_string())),
     };
-    match state.auth.authenticate(Some(authorization)) {
+    match state.auth.authenticate(Some(authorization)).await {
         Ok(Caller::Service) => Ok(()),
         Ok(_) => Err(StorageHttpError::new(
             StatusCode::FORBIDDEN,
@@ -228,7 +228,7 @@ async fn sign_upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    require_service(&state, &headers)?;
+    require_service(&state, &headers).await?;
     refuse_upsert(&headers)?;
     let (store, bucket, path) = target(&state, path)?;
     let ttl = expires_in(&json_body(body).await?, Some(DEFAULT_UPLOAD_URL_SECONDS))?;
@@ -246,7 +246,7 @@ async fn sign_download(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    require_service(&state, &headers)?;
+    require_service(&state, &headers).await?;
     let (store, bucket, path) = target(&state, path)?;
     let ttl = expires_in(&json_body(body).await?, None)?;
     store.object(&bucket, &path).await?.ok_or(StorageError::NotFound)?;
@@ -285,6 +285,7 @@ async fn upload_service(
     request: Request,
 ) -> Result<Json<Value>> {
     let checked = require_service(&state, &headers)
+        .await
         .and_then(|()| refuse_upsert(&headers))
         .and_then(|()| target(&state, path));
     let (store, bucket, path) = match checked {
@@ -454,7 +455,7 @@ async fn download_service(
     query: std::result::Result<Query<TokenQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    require_service(&state, &headers)?;
+    require_service(&state, &headers).await?;
     let (store, bucket, path) = target(&state, path)?;
     let Query(query) = query?;
     serve(&store, &bucket, &path, &headers, query.download.as_deref()).await
@@ -466,7 +467,7 @@ async fn info(
     path: std::result::Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    require_service(&state, &headers)?;
+    require_service(&state, &headers).await?;
     let (store, bucket, path) = target(&state, path)?;
     let object = store.object(&bucket, &path).await?.ok_or(StorageError::NotFound)?;
     Ok(Json(object_json(&object)))
@@ -500,7 +501,7 @@ async fn delete_one(
     path: std::result::Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    require_service(&state, &headers)?;
+    require_service(&state, &headers).await?;
     let (store, bucket, path) = target(&state, path)?;
     store.remove(&bucket, &path).await?;
     Ok(Json(json!({ "message": "Successfully deleted" })))
@@ -513,7 +514,7 @@ async fn delete_many(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    require_service(&state, &headers)?;
+    require_service(&state, &headers).await?;
     let Path(bucket) = bucket?;
     validate_bucket(&bucket)?;
     let store = state

@@ -60,7 +60,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     let refused_flag = refused.clone();
     let mut output = GraphQLStream::new(state.schema.clone(), input, protocol)
         .on_connection_init(move |payload| async move {
-            match connection_init_caller(&auth, &payload) {
+            match connection_init_caller(&auth, &payload).await {
                 Ok(caller) => {
                     if let Caller::User(user) = &caller {
                         let _ = expiry_tx.send(Some(user.exp));
@@ -120,7 +120,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
 
 /// The caller of a websocket, from `connection_init`'s payload: `Authorization` (any case) at
 /// the top level or under `headers`.
-fn connection_init_caller(auth: &Authenticator, payload: &Value) -> Result<Caller, AuthError> {
+async fn connection_init_caller(auth: &Authenticator, payload: &Value) -> Result<Caller, AuthError> {
     let find = |object: &Value| {
         object.as_object().and_then(|map| {
             map.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone())
@@ -128,8 +128,8 @@ fn connection_init_caller(auth: &Authenticator, payload: &Value) -> Result<Calle
     };
     let value = find(payload).or_else(|| payload.get("headers").and_then(find));
     match value {
-        None | Some(Value::Null) => auth.authenticate(None),
-        Some(Value::String(header)) => auth.authenticate(Some(&header)),
+        None | Some(Value::Null) => auth.authenticate(None).await,
+        Some(Value::String(header)) => auth.authenticate(Some(&header)).await,
         Some(_) => Err(AuthError::MalformedHeader),
     }
 }

@@ -176,17 +176,23 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A running server with extra settings (e.g. `RELAY_WEBHOOK_SECRET`, `SUPABASE_JWKS_URL`).
+pub async fn spawn_app_with(extra: &[(&str, String)]) -> TestApp {
     let db = TestDb::new().await;
     let data_dir = scratch_dir(&db.name);
-    let vars = [
+    let mut vars = vec![
         ("DATABASE_URL", db.app_url().expose().to_string()),
         ("SUPABASE_JWT_SECRET", JWT_SECRET.to_string()),
         ("WARD_BIND", "127.0.0.1:0".to_string()),
         ("WARD_DATA_DIR", data_dir.display().to_string()),
         ("WARD_DB_POOL_SIZE", "4".to_string()),
     ];
+    vars.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     let config = Config::from_lookup(|name| {
-        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
     })
     .unwrap();
     let prepared = PreparedDatabase { request_url: db.app_url(), owner_url: None, cluster: None };

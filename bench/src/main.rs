@@ -1,0 +1,58 @@
+//! `ward-bench`: reproducible benchmarks of ward on this machine. See BENCHMARKS.md for the
+//! commands and the figures.
+
+mod env;
+mod http;
+mod subscriptions;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ward-bench")]
+struct Cli {
+    /// The ward binary to benchmark (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/ward", global = true)]
+    ward: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Live updates: N websocket subscribers while tickets change at a fixed rate.
+    Subscriptions {
+        /// Subscriber counts to run, one after another.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+        subscribers: Vec<usize>,
+        /// Ticket changes per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds of changes per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// HTTP: `me`, a nested page of 50 tickets, and createTicket under wrk, against pgbench
+    /// running the same SQL as the PostgreSQL ceiling.
+    Http {
+        /// Tickets per municipality.
+        #[arg(long, default_value_t = 20_000)]
+        tickets: u32,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// Concurrent connections (wrk) and clients (pgbench).
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Subscriptions { subscribers, rate, seconds } => {
+            subscriptions::run(&cli.ward, &subscribers, rate, seconds).await
+        }
+        Command::Http { tickets, seconds, connections } => http::run(&cli.ward, tickets, seconds, connections).await,
+    }
+}

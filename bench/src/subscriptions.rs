@@ -1,0 +1,173 @@
+//! Live-update fan-out: N graphql-transport-ws subscribers (the demo people of both
+//! municipalities, round robin) while tickets of both municipalities change at a fixed rate.
+//! Measures commit → client latency, deliveries per second, SQL statements per event, and
+//! server memory per idle subscriber.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ward::demo::{self, DEMO, TICKETS};
+
+use crate::env::{Env, quantile};
+
+const QUERY: &str = "subscription { ticketUpdates { eventId ticket { title } } }";
+
+struct Shared {
+    /// When each change was sent (just before its autocommitted UPDATE).
+    sent: Mutex<HashMap<u64, Instant>>,
+    latencies_ms: Mutex<Vec<f64>>,
+    delivered: AtomicU64,
+    subscribed: AtomicUsize,
+    probed: AtomicUsize,
+}
+
+pub async fn run(ward_bin: &str, counts: &[usize], rate: u32, seconds: u64) -> anyhow::Result<()> {
+    println!("| subscribers | changes/s | deliveries expected | delivered | deliveries/s | p50 ms | p99 ms | max ms | SQL statements/event | RSS/idle subscriber |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for &n in counts {
+        let env = Env::start(ward_bin, 16, &[("WARD_SUBSCRIBER_BUFFER", "4096".into())]).await?;
+        let result = one_run(&env, n, rate, seconds).await;
+        env.stop();
+        let row = result?;
+        println!("{row}");
+    }
+    Ok(())
+}
+
+async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result<String> {
+    let owner = env.owner().await?;
+    let rss_before = env.ward_rss_kib();
+    let shared = Arc::new(Shared {
+        sent: Mutex::new(HashMap::new()),
+        latencies_ms: Mutex::new(Vec::new()),
+        delivered: AtomicU64::new(0),
+        subscribed: AtomicUsize::new(0),
+        probed: AtomicUsize::new(0),
+    });
+    let tokens: Vec<String> = demo::PEOPLE.iter().map(|p| env.token(p.email)).collect();
+    let demo_viewers = (0..n).filter(|i| demo::PEOPLE[i % 7].municipality.id == DEMO.id).count();
+    let other_viewers = n - demo_viewers;
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    for i in 0..n {
+        let token = tokens[i % tokens.len()].clone();
+        let url = format!("ws://{}/graphql/ws", env.addr);
+        let shared = shared.clone();
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            if let Err(error) = subscriber(url, token, shared, permit.ok()).await {
+                eprintln!("subscriber {i}: {error}");
+            }
+        });
+    }
+    let started = Instant::now();
+    while shared.subscribed.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "subscribers did not all connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Until every demo subscriber has seen a probe, the server may still be registering them.
+    let mut probe = 0;
+    while shared.probed.load(Ordering::Relaxed) < demo_viewers {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "probes did not reach every subscriber");
+        owner
+            .execute_unprepared(&format!("update tickets set title = 'probe-{probe}' where id = '{}'", TICKETS[0].id))
+            .await?;
+        probe += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = env.ward_rss_kib();
+    shared.latencies_ms.lock().map(|mut l| l.clear()).ok();
+    shared.delivered.store(0, Ordering::Relaxed);
+    env.reset_statements(&owner).await?;
+
+    // The changes: alternately a demo ticket (5 of 7 people see it) and an other one (2 of 7).
+    let total = u64::from(rate) * seconds;
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut ticks = tokio::time::interval(period);
+    let mut expected = 0u64;
+    let begin = Instant::now();
+    for seq in 0..total {
+        ticks.tick().await;
+        let (ticket, viewers) = if seq % 2 == 0 { (TICKETS[0].id, demo_viewers) } else { (TICKETS[5].id, other_viewers) };
+        expected += viewers as u64;
+        if let Ok(mut sent) = shared.sent.lock() {
+            sent.insert(seq, Instant::now());
+        }
+        owner.execute_unprepared(&format!("update tickets set title = 'bench-{seq}' where id = '{ticket}'")).await?;
+    }
+    let writing = begin.elapsed();
+    let drain_start = Instant::now();
+    while shared.delivered.load(Ordering::Relaxed) < expected && drain_start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = begin.elapsed();
+    let statements = env.request_statements(&owner).await?;
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let mut latencies = shared.latencies_ms.lock().map(|l| l.clone()).unwrap_or_default();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let per_subscriber_kib = rss_after.saturating_sub(rss_before) as f64 / n as f64;
+    let _ = writing;
+    Ok(format!(
+        "| {n} | {rate} | {expected} | {delivered} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} KiB |",
+        delivered as f64 / elapsed.as_secs_f64(),
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        statements as f64 / total as f64,
+        per_subscriber_kib,
+    ))
+}
+
+async fn subscriber(
+    url: String,
+    token: String,
+    shared: Arc<Shared>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> anyhow::Result<()> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string()))
+        .await?;
+    let ack = ws.next().await.ok_or_else(|| anyhow::anyhow!("closed before ack"))??;
+    anyhow::ensure!(ack.to_text()?.contains("connection_ack"), "no ack: {ack}");
+    ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": QUERY } }).to_string())).await?;
+    shared.subscribed.fetch_add(1, Ordering::Relaxed);
+    drop(permit);
+    let mut probed = false;
+    while let Some(message) = ws.next().await {
+        let text = match message? {
+            Message::Text(text) => text,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let value: Value = serde_json::from_str(&text)?;
+        if value["type"] == "ping" {
+            ws.send(Message::text(json!({ "type": "pong" }).to_string())).await?;
+            continue;
+        }
+        let Some(title) = value["payload"]["data"]["ticketUpdates"]["ticket"]["title"].as_str() else { continue };
+        if let Some(seq) = title.strip_prefix("bench-").and_then(|s| s.parse::<u64>().ok()) {
+            let sent = shared.sent.lock().ok().and_then(|s| s.get(&seq).copied());
+            if let Some(sent) = sent {
+                let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                if let Ok(mut l) = shared.latencies_ms.lock() {
+                    l.push(ms);
+                }
+            }
+            shared.delivered.fetch_add(1, Ordering::Relaxed);
+        } else if title.starts_with("probe-") && !probed {
+            probed = true;
+            shared.probed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! Files attached to tickets: upload intents for evidence, documents and GBV evidence (the
+//! bucket follows the purpose and the ticket's sensitivity), their confirmation into `media`,
+//! and signed links to read them.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::enums::{AppRole, UploadPurpose, UploadStatus};
+use entity::prelude::*;
+use entity::{media, upload_intent};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::{DomainError, profiles, tickets};
+use crate::auth::Caller;
+use crate::storage::{ObjectPath, ObjectStore, SignedUpload, sanitize_filename};
+
+/// How long an upload intent (and its URL) lasts.
+pub const INTENT_TTL: Duration = Duration::from_secs(2 * 3600);
+/// The largest ticket file (the buckets' limit).
+pub const MAX_FILE_BYTES: i64 = 50 * 1024 * 1024;
+/// Signed read links live between these bounds.
+pub const MIN_LINK_TTL: Duration = Duration::from_secs(1);
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// The content types a ticket file may have: photos, documents, and the voice notes and videos
+/// that reach the relay from WhatsApp.
+pub const TICKET_FILE_TYPES: [&str; 11] = [
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "application/pdf",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/mp4",
+    "audio/aac",
+    "audio/amr",
+    "video/mp4",
+];
+
+/// A ticket file's content type, from the allow-list (parameters such as `; codecs=opus` are
+/// dropped).
+pub fn ticket_file_type(value: &str) -> Result<&'static str, DomainError> {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    TICKET_FILE_TYPES
+        .iter()
+        .find(|t| **t == essence)
+        .copied()
+        .ok_or_else(|| DomainError::BadInput(format!("content type `{}` is not accepted for ticket files", essence.chars().take(60).collect::<String>())))
+}
+
+/// Which bucket a file of `purpose` on `ticket` goes to, and the purpose recorded.
+pub fn destination(purpose: UploadPurpose, sensitive: bool) -> Result<(&'static str, UploadPurpose), DomainError> {
+    match (purpose, sensitive) {
+        // Evidence of a gender-based-violence case is always kept behind the GBV firewall.
+        (UploadPurpose::Evidence | UploadPurpose::GbvEvidence, true) => Ok(("gbv-evidence", UploadPurpose::GbvEvidence)),
+        (UploadPurpose::Evidence, false) => Ok(("evidence", UploadPurpose::Evidence)),
+        (UploadPurpose::GbvEvidence, false) => {
+            Err(DomainError::BadInput("GBV evidence belongs to sensitive tickets".into()))
+        }
+        (UploadPurpose::Document, _) => Ok(("documents", UploadPurpose::Document)),
+        (UploadPurpose::Photo, _) => Err(DomainError::BadInput("photos are uploaded with createPhotoUpload".into())),
+    }
+}
+
+/// A file to upload to a ticket.
+#[derive(Debug, Clone)]
+pub struct NewTicketUpload {
+    pub purpose: UploadPurpose,
+    pub ticket_id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+/// Records an upload intent for a ticket file and signs its upload URL.
+#[tracing::instrument(skip_all, fields(ticket_id = %new.ticket_id))]
+pub async fn create_intent(
+    db: &impl ConnectionTrait,
+    storage: &dyn ObjectStore,
+    caller: &Caller,
+    new: NewTicketUpload,
+) -> Result<(upload_intent::Model, SignedUpload), DomainError> {
+    let me = match caller {
+        Caller::User(_) => profiles::me(db, caller)
+            .await?
+            .ok_or_else(|| DomainError::Forbidden("register a profile before uploading".into()))?,
+        Caller::Anonymous => return Err(DomainError::Unauthenticated("sign in to upload files".into())),
+        Caller::Service => return Err(DomainError::Forbidden("the relay uses ingestTicketMedia".into())),
+    };
+    let ticket = tickets::get(db, new.ticket_id).await?.ok_or(DomainError::NotFound("ticket"))?;
+    let (bucket, purpose) = destination(new.purpose, ticket.is_sensitive)?;
+    if bucket == "gbv-evidence" && !matches!(me.role, AppRole::Manager | AppRole::SapsLiaison | AppRole::Admin) {
+        return Err(DomainError::Forbidden(
+            "only managers, SAPS liaisons and admins upload evidence of sensitive tickets".into(),
+        ));
+    }
+    let content_type = ticket_file_type(&new.content_type)?;
+    if !(1..=MAX_FILE_BYTES).contains(&new.size_bytes) {
+        return Err(DomainError::BadInput(format!("sizeBytes must be between 1 and {MAX_FILE_BYTES}")));
+    }
+    let filename = sanitize_filename(&new.filename)?;
+    let path = ObjectPath::parse(&format!("{}/{}/{}", ticket.municipality_id, Uuid::new_v4(), filename))?;
+    let expires_at = Utc::now() + chrono::Duration::from_std(INTENT_TTL).unwrap_or_default();
+    let intent = upload_intent::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        municipality_id: Set(ticket.municipality_id),
+        created_by: Set(me.id),
+        purpose: Set(purpose),
+        ticket_id: Set(Some(ticket.id)),
+        bucket: Set(bucket.to_string()),
+        object_path: Set(path.as_str().to_string()),
+        filename: Set(filename),
+        content_type: Set(content_type.to_string()),
+        max_size_bytes: Set(new.size_bytes),
+        status: Set(UploadStatus::Pending),
+        expires_at: Set(expires_at.into()),
+        ..Default::default()
+    };
+    let intent = UploadIntent::insert(intent).exec_with_returning(db).await?;
+    let signed = storage.create_signed_upload(bucket, &path, INTENT_TTL).await?;
+    Ok((intent, signed))
+}
+
+/// Checks that an intent's file arrived as promised and records it as a ticket file. Returns
+/// the row, and whether the caller may read it (managers upload GBV evidence they cannot read).
+#[tracing::instrument(skip_all, fields(%intent_id))]
+pub async fn confirm(
+    db: &impl ConnectionTrait,
+    storage: &dyn ObjectStore,
+    caller: &Caller,
+    intent_id: Uuid,
+) -> Result<(media::Model, bool), DomainError> {
+    let me = profiles::me(db, caller).await?.ok_or(DomainError::NotFound("upload intent"))?;
+    let intent = UploadIntent::find_by_id(intent_id).one(db).await?.ok_or(DomainError::NotFound("upload intent"))?;
+    let Some(ticket_id) = intent.ticket_id else {
+        return Err(DomainError::BadInput("photo uploads are confirmed with confirmPhotoUpload".into()));
+    };
+    match intent.status {
+        UploadStatus::Pending => {}
+        UploadStatus::Confirmed => return Err(DomainError::Conflict("this upload was already confirmed".into())),
+        UploadStatus::Expired => return Err(DomainError::BadInput("this upload intent has expired".into())),
+    }
+    if intent.expires_at.to_utc() < Utc::now() {
+        return Err(DomainError::BadInput("this upload intent has expired; create a new one".into()));
+    }
+    let path = ObjectPath::parse(&intent.object_path)?;
+    let info = storage
+        .info(&intent.bucket, &path)
+        .await?
+        .ok_or_else(|| DomainError::BadInput("nothing was uploaded for this intent yet".into()))?;
+    if info.size > intent.max_size_bytes as u64 {
+        return Err(DomainError::BadInput(format!(
+            "the uploaded file has {} bytes, more than the {} declared",
+            info.size, intent.max_size_bytes
+        )));
+    }
+    let stored_type = ticket_file_type(&info.content_type)?;
+    if stored_type != intent.content_type {
+        return Err(DomainError::BadInput(format!(
+            "the uploaded file is {stored_type}, not the {} declared",
+            intent.content_type
+        )));
+    }
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    let row = media::Model {
+        id,
+        ticket_id,
+        municipality_id: intent.municipality_id,
+        purpose: intent.purpose,
+        bucket: intent.bucket.clone(),
+        object_path: intent.object_path.clone(),
+        content_type: stored_type.to_string(),
+        size_bytes: info.size as i64,
+        uploaded_by: Some(me.id),
+        upload_intent_id: Some(intent.id),
+        created_at: now.into(),
+        updated_at: now.into(),
+    };
+    // Without RETURNING: a manager may add GBV evidence that the media policy will not let
+    // them read back.
+    let mut active: media::ActiveModel = row.clone().into();
+    active.created_at = sea_orm::ActiveValue::NotSet;
+    active.updated_at = sea_orm::ActiveValue::NotSet;
+    Media::insert(active).exec_without_returning(db).await?;
+    UploadIntent::update_many()
+        .col_expr(upload_intent::Column::Status, Expr::value(sea_orm::ActiveEnum::to_value(&UploadStatus::Confirmed)))
+        .filter(upload_intent::Column::Id.eq(intent.id))
+        .exec(db)
+        .await?;
+    let readable = Media::find_by_id(id).one(db).await?;
+    Ok((readable.clone().unwrap_or(row), readable.is_some()))
+}
+
+/// A signed link to read a ticket file the caller can see.
+pub async fn signed_link(
+    db: &impl ConnectionTrait,
+    storage: &dyn ObjectStore,
+    media_id: Uuid,
+    expires_in_seconds: i64,
+) -> Result<String, DomainError> {
+    let ttl = u64::try_from(expires_in_seconds)
+        .ok()
+        .map(Duration::from_secs)
+        .filter(|ttl| (MIN_LINK_TTL..=MAX_LINK_TTL).contains(ttl))
+        .ok_or_else(|| DomainError::BadInput("expiresIn must be between 1 second and 7 days (604800)".into()))?;
+    // Read again under the caller's policies: only what they may read gets a link.
+    let file = Media::find_by_id(media_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::Forbidden("you may not read this file".into()))?;
+    let path = ObjectPath::parse(&file.object_path)?;
+    Ok(storage.create_signed_download(&file.bucket, &path, ttl).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_evidence_goes_behind_the_firewall() {
+        assert_eq!(destination(UploadPurpose::Evidence, true).unwrap(), ("gbv-evidence", UploadPurpose::GbvEvidence));
+        assert_eq!(destination(UploadPurpose::Evidence, false).unwrap(), ("evidence", UploadPurpose::Evidence));
+        assert_eq!(destination(UploadPurpose::Document, true).unwrap(), ("documents", UploadPurpose::Document));
+        assert!(destination(UploadPurpose::GbvEvidence, false).is_err());
+        assert!(destination(UploadPurpose::Photo, false).is_err());
+    }
+
+    #[test]
+    fn content_types_come_from_the_list() {
+        assert_eq!(ticket_file_type("Audio/OGG; codecs=opus").unwrap(), "audio/ogg");
+        assert!(ticket_file_type("text/html").is_err());
+        assert!(ticket_file_type("").is_err());
+    }
+}
+
+/// Stores a file the relay fetched for a ticket (service role): into `evidence`, or
+/// `gbv-evidence` when the ticket is sensitive, and records it.
+#[tracing::instrument(skip_all, fields(%ticket_id))]
+pub async fn ingest(
+    db: &impl ConnectionTrait,
+    storage: &dyn ObjectStore,
+    caller: &Caller,
+    ticket_id: Uuid,
+    file: crate::fetch::Fetched,
+    declared_type: Option<&str>,
+) -> Result<media::Model, DomainError> {
+    if !matches!(caller, Caller::Service) {
+        return Err(DomainError::Forbidden("only the relay (service role) ingests media".into()));
+    }
+    let ticket = Ticket::find_by_id(ticket_id).one(db).await?.ok_or(DomainError::NotFound("ticket"))?;
+    let served = file
+        .content_type
+        .as_deref()
+        .ok_or_else(|| DomainError::BadInput("the media URL sent no content type".into()))?;
+    let content_type = ticket_file_type(served)?;
+    if let Some(declared) = declared_type {
+        if ticket_file_type(declared)? != content_type {
+            return Err(DomainError::BadInput(format!("the media URL served {content_type}, not {declared}")));
+        }
+    }
+    if file.bytes.is_empty() {
+        return Err(DomainError::BadInput("the media URL served an empty file".into()));
+    }
+    let (bucket, purpose) = destination(UploadPurpose::Evidence, ticket.is_sensitive)?;
+    let name = file.filename.as_deref().and_then(|n| sanitize_filename(n).ok()).unwrap_or_else(|| "media".to_string());
+    let path = ObjectPath::parse(&format!("{}/{}/{}", ticket.municipality_id, Uuid::new_v4(), name))?;
+    storage.upload(bucket, &path, content_type, file.bytes.clone()).await?;
+    let row = media::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        ticket_id: Set(ticket.id),
+        municipality_id: Set(ticket.municipality_id),
+        purpose: Set(purpose),
+        bucket: Set(bucket.to_string()),
+        object_path: Set(path.as_str().to_string()),
+        content_type: Set(content_type.to_string()),
+        size_bytes: Set(file.bytes.len() as i64),
+        uploaded_by: Set(None),
+        upload_intent_id: Set(None),
+        ..Default::default()
+    };
+    Ok(Media::insert(row).exec_with_returning(db).await?)
+}

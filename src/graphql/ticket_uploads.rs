@@ -1,0 +1,116 @@
+//! Mutations for ticket files: upload intents and their confirmation, and the relay's ingest.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object};
+use entity::enums::UploadPurpose as DomainPurpose;
+
+use super::context::{Scope, caller, parse_id, run_mutation, storage};
+use super::ticket::Media;
+use super::uploads::UploadIntent;
+use crate::domain::uploads::{self, NewTicketUpload};
+use crate::error::{ApiError, ErrorCode};
+use crate::fetch::{FetchError, Fetcher};
+
+/// Why a file is attached to a ticket.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum UploadPurpose {
+    /// Evidence (photos, voice notes…); on a sensitive ticket it becomes GBV evidence.
+    Evidence,
+    /// Documents (forms, reports).
+    Document,
+    /// Evidence of a gender-based-violence case (sensitive tickets only).
+    GbvEvidence,
+}
+
+impl From<UploadPurpose> for DomainPurpose {
+    fn from(p: UploadPurpose) -> Self {
+        match p {
+            UploadPurpose::Evidence => DomainPurpose::Evidence,
+            UploadPurpose::Document => DomainPurpose::Document,
+            UploadPurpose::GbvEvidence => DomainPurpose::GbvEvidence,
+        }
+    }
+}
+
+/// A file to attach to a ticket.
+#[derive(InputObject)]
+pub struct CreateUploadIntentInput {
+    pub purpose: UploadPurpose,
+    pub ticket_id: ID,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+impl From<FetchError> for ApiError {
+    fn from(e: FetchError) -> Self {
+        let code = match e {
+            FetchError::PrivateAddress => ErrorCode::Forbidden,
+            FetchError::BadUrl | FetchError::TooLarge(_) | FetchError::Status(_) | FetchError::TooManyRedirects => {
+                ErrorCode::BadUserInput
+            }
+            FetchError::Timeout | FetchError::Unreachable => ErrorCode::Unavailable,
+        };
+        ApiError::new(code, format!("the media could not be fetched: {e}"))
+    }
+}
+
+/// Mutations of ticket files.
+#[derive(Default)]
+pub struct TicketUploadMutation;
+
+#[Object]
+impl TicketUploadMutation {
+    /// Promises one file for a ticket: PUT it to `uploadUrl`, then call `confirmUpload`.
+    async fn create_upload_intent(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateUploadIntentInput,
+    ) -> async_graphql::Result<UploadIntent> {
+        let new = NewTicketUpload {
+            purpose: input.purpose.into(),
+            ticket_id: parse_id(&input.ticket_id, "ticketId")?,
+            filename: input.filename,
+            content_type: input.content_type,
+            size_bytes: input.size_bytes,
+        };
+        let caller = caller(ctx)?;
+        let storage = storage(ctx)?;
+        let (intent, signed) = run_mutation(ctx, async |tx| uploads::create_intent(tx, storage, caller, new).await).await?;
+        Ok(UploadIntent::new(intent, signed))
+    }
+
+    /// Checks that the promised file arrived as declared and attaches it to its ticket.
+    async fn confirm_upload(&self, ctx: &Context<'_>, intent_id: ID) -> async_graphql::Result<Media> {
+        let intent_id = parse_id(&intent_id, "intentId")?;
+        let caller = caller(ctx)?;
+        let storage = storage(ctx)?;
+        let (media, _readable) = run_mutation(ctx, async |tx| uploads::confirm(tx, storage, caller, intent_id).await).await?;
+        Ok(Media(media, Scope::default()))
+    }
+
+    /// The relay's (service role's) way in: downloads the media at `url` and attaches it to
+    /// the ticket — into GBV evidence when the ticket is sensitive.
+    async fn ingest_ticket_media(
+        &self,
+        ctx: &Context<'_>,
+        ticket_id: ID,
+        url: String,
+        content_type: Option<String>,
+    ) -> async_graphql::Result<Media> {
+        let ticket_id = parse_id(&ticket_id, "ticketId")?;
+        let caller = caller(ctx)?;
+        if !matches!(caller, crate::auth::Caller::Service) {
+            return Err(ApiError::new(ErrorCode::Forbidden, "only the relay (service role) ingests media").into());
+        }
+        let fetcher = ctx
+            .data::<Fetcher>()
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no media fetcher"))?;
+        let file = fetcher.fetch(&url).await.map_err(ApiError::from)?;
+        let storage = storage(ctx)?;
+        let media = run_mutation(ctx, async |tx| {
+            uploads::ingest(tx, storage, caller, ticket_id, file, content_type.as_deref()).await
+        })
+        .await?;
+        Ok(Media(media, Scope::default()))
+    }
+}

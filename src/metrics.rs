@@ -1,0 +1,497 @@
+//! Prometheus metrics on `GET /metrics`: HTTP requests and their latency (a middleware),
+//! GraphQL operations by type and outcome with their latency (an async-graphql extension),
+//! storage calls (a wrapper around the object store), and — read at scrape time — active
+//! subscriptions, realtime deliveries, listener reconnects and the request pool's use.
+//!
+//! Built on `prometheus-client`, the Prometheus project's own Rust client: a registry per
+//! application (tests run many apps in one process, so no global recorder), and OpenMetrics
+//! text, which Prometheus scrapes natively.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
+};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::{Response as GqlResponse, ServerResult, Variables};
+use async_trait::async_trait;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sea_orm::DatabaseConnection;
+
+use crate::app::AppState;
+use crate::config::Secret;
+use crate::realtime::Realtime;
+use crate::storage::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    /// The route pattern (`/graphql`, `/storage/v1/object/{bucket}/{*path}`), never the raw path.
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    /// `query`, `mutation`, `subscription`, or `unknown` (the document did not parse).
+    operation: &'static str,
+    /// `ok`, or the first error's `extensions.code` (`FORBIDDEN`, `INTERNAL`, …).
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationTypeLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StorageLabels {
+    call: &'static str,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// The application's metrics. Cheap to share; updating a metric takes no lock but the
+/// label family's map.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabels>,
+    graphql_operations: Family<OperationLabels, Counter>,
+    graphql_duration: HistogramFamily<OperationTypeLabels>,
+    storage_calls: Family<StorageLabels, Counter>,
+    storage_duration: HistogramFamily<StorageLabels>,
+}
+
+impl Metrics {
+    /// Metrics for one application; `realtime` and `pool` are read at each scrape.
+    pub fn new(realtime: Realtime, pool: DatabaseConnection, pool_max: u32) -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("ward_http_requests", "HTTP requests answered, by route and status", http_requests.clone());
+        let http_duration = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "ward_http_request_duration_seconds",
+            "Time to answer an HTTP request (for websockets: the upgrade)",
+            http_duration.clone(),
+        );
+        let graphql_operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "ward_graphql_operations",
+            "GraphQL operations (HTTP and websocket), by type and outcome; a subscription counts once, at its first response",
+            graphql_operations.clone(),
+        );
+        let graphql_duration =
+            HistogramFamily::<OperationTypeLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "ward_graphql_operation_duration_seconds",
+            "Time to execute a query or mutation, from parsing to the response",
+            graphql_duration.clone(),
+        );
+        let storage_calls = Family::<StorageLabels, Counter>::default();
+        registry.register("ward_storage_calls", "Object storage calls, by call and outcome", storage_calls.clone());
+        let storage_duration = HistogramFamily::<StorageLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "ward_storage_call_duration_seconds",
+            "Time an object storage call took",
+            storage_duration.clone(),
+        );
+        registry.register_collector(Box::new(Live { realtime, pool, pool_max }));
+        Arc::new(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            graphql_operations,
+            graphql_duration,
+            storage_calls,
+            storage_duration,
+        })
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let (method, route) = (method.to_string(), route.to_string());
+        self.http_duration
+            .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
+    }
+
+    fn observe_operation(&self, operation: &'static str, response: &GqlResponse, elapsed: Option<Duration>) {
+        self.graphql_operations.get_or_create(&OperationLabels { operation, outcome: outcome(response) }).inc();
+        if let Some(elapsed) = elapsed {
+            self.graphql_duration.get_or_create(&OperationTypeLabels { operation }).observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// A GraphQL request refused before it ran (a bad credential), by its error code.
+    pub fn graphql_refused(&self, code: &str) {
+        self.graphql_operations
+            .get_or_create(&OperationLabels { operation: "unknown", outcome: code.to_string() })
+            .inc();
+    }
+
+    fn observe_storage(&self, call: &'static str, ok: bool, elapsed: Duration) {
+        let labels = StorageLabels { call, outcome: if ok { "ok" } else { "error" } };
+        self.storage_calls.get_or_create(&labels).inc();
+        self.storage_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// The GraphQL extension that counts operations into these metrics.
+    pub fn graphql_extension(self: &Arc<Self>) -> GraphqlMetrics {
+        GraphqlMetrics(self.clone())
+    }
+}
+
+/// `ok`, or the first error's code.
+fn outcome(response: &GqlResponse) -> String {
+    match response.errors.first() {
+        None => "ok".to_string(),
+        Some(error) => match error.extensions.as_ref().and_then(|x| x.get("code")) {
+            Some(async_graphql::Value::String(code)) if is_code(code) => code.clone(),
+            _ => "error".to_string(),
+        },
+    }
+}
+
+/// Error codes are SCREAMING_SNAKE words; anything else must not become a label value.
+fn is_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= 40 && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+}
+
+/// What is read when Prometheus scrapes, rather than counted as it happens.
+#[derive(Debug)]
+struct Live {
+    realtime: Realtime,
+    pool: DatabaseConnection,
+    pool_max: u32,
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let active = i64::try_from(self.realtime.subscriber_count()).unwrap_or(i64::MAX);
+        gauge(&mut encoder, "ward_subscriptions_active", "ticketUpdates subscriptions open in this process", active)?;
+        let stats = self.realtime.stats();
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        counter(
+            &mut encoder,
+            "ward_realtime_events",
+            "Ticket events the listener fanned out",
+            read(&stats.events_fanned_out),
+        )?;
+        counter(
+            &mut encoder,
+            "ward_realtime_deliveries",
+            "Ticket updates delivered to subscribers",
+            read(&stats.deliveries),
+        )?;
+        counter(
+            &mut encoder,
+            "ward_realtime_slow_consumers",
+            "Subscriptions ended because they fell behind",
+            read(&stats.slow_consumers),
+        )?;
+        counter(
+            &mut encoder,
+            "ward_realtime_listener_reconnects",
+            "Times the LISTEN connection was lost and re-established",
+            read(&stats.listener_reconnects),
+        )?;
+        let pool = self.pool.get_postgres_connection_pool();
+        let (size, idle) = (i64::from(pool.size()), i64::try_from(pool.num_idle()).unwrap_or(0));
+        let mut family = encoder.encode_descriptor(
+            "ward_db_pool_connections",
+            "Connections of the request pool, by state",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(size - idle).encode(family.encode_family(&[("state", "in_use")])?)?;
+        ConstGauge::new(idle).encode(family.encode_family(&[("state", "idle")])?)?;
+        gauge(&mut encoder, "ward_db_pool_max_connections", "The request pool's size limit", i64::from(self.pool_max))
+    }
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// `GET /metrics`. With `WARD_METRICS_TOKEN`, only for `Authorization: Bearer <token>`.
+pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        if !bearer_matches(&headers, token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+                "a bearer token is required\n",
+            )
+                .into_response();
+        }
+    }
+    match state.metrics.render() {
+        Ok(text) => ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "encoding metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
+        }
+    }
+}
+
+/// Compares in time independent of where the strings differ.
+fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(given) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        return false;
+    };
+    let (given, expected) = (given.trim().as_bytes(), token.expose().as_bytes());
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Middleware: counts and times every routed request by its route pattern.
+pub async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    state.metrics.observe_http(&method, route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The async-graphql extension (factory) behind `ward_graphql_operations`.
+pub struct GraphqlMetrics(Arc<Metrics>);
+
+impl ExtensionFactory for GraphqlMetrics {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(OperationMetrics { metrics: self.0.clone(), seen: Arc::default() })
+    }
+}
+
+/// One request's view: the document's operations (from parsing) and the one asked for.
+struct OperationMetrics {
+    metrics: Arc<Metrics>,
+    /// Shared with the response stream of a websocket operation, which is built before the
+    /// document is parsed.
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    operations: Vec<(Option<String>, OperationType)>,
+    operation_name: Option<String>,
+}
+
+fn operation_type(seen: &Mutex<Seen>) -> &'static str {
+    let Ok(seen) = seen.lock() else { return "unknown" };
+    let found = match (&seen.operations[..], &seen.operation_name) {
+        ([], _) => None,
+        ([(_, only)], _) => Some(*only),
+        (many, Some(name)) => many.iter().find(|(n, _)| n.as_deref() == Some(name.as_str())).map(|(_, t)| *t),
+        (_, None) => None,
+    };
+    match found {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "unknown",
+    }
+}
+
+#[async_trait]
+impl Extension for OperationMetrics {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> GqlResponse {
+        let started = Instant::now();
+        let response = next.run(ctx).await;
+        self.metrics.observe_operation(operation_type(&self.seen), &response, Some(started.elapsed()));
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, GqlResponse>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, GqlResponse> {
+        // Over a websocket every operation is a stream; count it at its first response.
+        let metrics = self.metrics.clone();
+        let seen = self.seen.clone();
+        let mut first = true;
+        next.run(ctx, stream)
+            .inspect(move |response| {
+                if std::mem::take(&mut first) {
+                    metrics.observe_operation(operation_type(&seen), response, None);
+                }
+            })
+            .boxed()
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.operation_name = request.operation_name.clone();
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let operations = match &document.operations {
+            DocumentOperations::Single(op) => vec![(None, op.node.ty)],
+            DocumentOperations::Multiple(map) => map.iter().map(|(name, op)| (Some(name.to_string()), op.node.ty)).collect(),
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.operations = operations;
+        }
+        Ok(document)
+    }
+}
+
+/// The object store with every call counted and timed.
+pub struct MeteredStore {
+    inner: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub fn wrap(inner: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Arc<dyn ObjectStore> {
+        Arc::new(MeteredStore { inner, metrics })
+    }
+
+    fn record<T>(&self, call: &'static str, started: Instant, result: &Result<T, StorageError>) {
+        self.metrics.observe_storage(call, result.is_ok(), started.elapsed());
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MeteredStore {
+    async fn create_signed_upload(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        expires_in: Duration,
+    ) -> Result<SignedUpload, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.create_signed_upload(bucket, path, expires_in).await;
+        self.record("create_signed_upload", started, &result);
+        result
+    }
+
+    async fn create_signed_download(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        expires_in: Duration,
+    ) -> Result<String, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.create_signed_download(bucket, path, expires_in).await;
+        self.record("create_signed_download", started, &result);
+        result
+    }
+
+    async fn info(&self, bucket: &str, path: &ObjectPath) -> Result<Option<ObjectInfo>, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.info(bucket, path).await;
+        self.record("info", started, &result);
+        result
+    }
+
+    async fn upload(&self, bucket: &str, path: &ObjectPath, content_type: &str, body: Bytes) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let result = self.inner.upload(bucket, path, content_type, body).await;
+        self.record("upload", started, &result);
+        result
+    }
+
+    async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.download(bucket, path, max_bytes).await;
+        self.record("download", started, &result);
+        result
+    }
+
+    async fn delete(&self, bucket: &str, path: &ObjectPath) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let result = self.inner.delete(bucket, path).await;
+        self.record("delete", started, &result);
+        result
+    }
+
+    fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
+        self.inner.public_url(bucket, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_code_shaped_outcomes_become_labels() {
+        assert!(is_code("FORBIDDEN") && is_code("GRAPHQL_PARSE_FAILED"));
+        assert!(!is_code("") && !is_code("drop table") && !is_code("Forbidden"));
+    }
+
+    #[test]
+    fn the_metrics_token_is_a_bearer() {
+        let token = Secret::new("s3cret");
+        let mut headers = HeaderMap::new();
+        assert!(!bearer_matches(&headers, &token));
+        headers.insert(AUTHORIZATION, "Bearer s3cre".parse().unwrap());
+        assert!(!bearer_matches(&headers, &token));
+        headers.insert(AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(bearer_matches(&headers, &token));
+    }
+}
