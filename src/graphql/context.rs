@@ -25,19 +25,29 @@ impl RequestData {
 }
 
 /// Where an object's nested fields load from: the HTTP request's data, or, for objects of a
-/// subscription event, a scope of their own (a websocket has no request transaction).
+/// subscription event, a scope of their own (a websocket has no request transaction), whose
+/// session and loaders are made only if a nested field asks for them.
 #[derive(Clone, Default)]
-pub struct Scope(Option<Arc<RequestData>>);
+pub struct Scope(Option<Arc<OwnScope>>);
+
+/// A subscription event's own scope.
+pub struct OwnScope {
+    subscriber: Arc<(sea_orm::DatabaseConnection, crate::auth::Caller)>,
+    data: std::sync::OnceLock<RequestData>,
+}
 
 impl Scope {
-    /// A scope with its own session and loaders.
-    pub fn own(data: Arc<RequestData>) -> Self {
-        Scope(Some(data))
+    /// A scope of its own for one event of `subscriber` (its pool and caller).
+    pub fn own(subscriber: Arc<(sea_orm::DatabaseConnection, crate::auth::Caller)>) -> Self {
+        Scope(Some(Arc::new(OwnScope { subscriber, data: std::sync::OnceLock::new() })))
     }
 
     pub fn data<'a>(&'a self, ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
         match &self.0 {
-            Some(data) => Ok(data),
+            Some(own) => Ok(own.data.get_or_init(|| {
+                let (pool, caller) = &*own.subscriber;
+                RequestData::new(RlsSession::new(pool.clone(), caller.clone()), false)
+            })),
             None => request(ctx),
         }
     }

@@ -8,10 +8,10 @@ use entity::enums::TicketEventKind;
 use futures_util::{Stream, StreamExt};
 use sea_orm::DatabaseConnection;
 
-use super::context::{RequestData, Scope, parse_id};
+use super::context::{Scope, parse_id};
 use super::ticket::{Ticket, TicketStatus};
 use crate::auth::Caller;
-use crate::db::{self, RlsSession};
+use crate::db;
 use crate::domain::{profiles, tickets};
 use crate::error::{ApiError, ErrorCode};
 use crate::realtime::{Delivery, Realtime, SubscriptionError, Viewer};
@@ -129,13 +129,10 @@ impl Subscription {
             }
         }
         let stream = realtime.subscribe(caller.clone(), viewer, after, ticket_id).await.map_err(ApiError::from)?;
+        let subscriber = Arc::new((pool, caller));
         Ok(stream.map(move |item| match item {
-            Ok(delivery) => {
-                // Nested fields of this update read in a session of the subscriber's own.
-                let session = RlsSession::new(pool.clone(), caller.clone());
-                let scope = Scope::own(Arc::new(RequestData::new(session, false)));
-                Ok(TicketUpdate { delivery, scope })
-            }
+            // Nested fields of this update read in a session of the subscriber's own.
+            Ok(delivery) => Ok(TicketUpdate { delivery, scope: Scope::own(subscriber.clone()) }),
             Err(error) => Err(ApiError::from(error).into()),
         }))
     }
