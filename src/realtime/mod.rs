@@ -52,10 +52,11 @@ impl Viewer {
 }
 
 /// One event for one subscriber, with the ticket as it was when the event was fanned out.
+/// Shared, not copied, between the subscribers it goes to.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub event: ticket_event::Model,
-    pub ticket: Option<ticket::Model>,
+    pub event: Arc<ticket_event::Model>,
+    pub ticket: Option<Arc<ticket::Model>>,
 }
 
 /// Why a subscription could not start or had to end.
@@ -299,16 +300,16 @@ impl Inner {
                 return Err(SubscriptionError::TooFarBehind);
             }
             let ids: Vec<Uuid> = events.iter().map(|e| e.ticket_id).collect();
-            let tickets: HashMap<Uuid, ticket::Model> = Ticket::find()
+            let tickets: HashMap<Uuid, Arc<ticket::Model>> = Ticket::find()
                 .filter(ticket::Column::Id.is_in(ids))
                 .all(&tx)
                 .await?
                 .into_iter()
-                .map(|t| (t.id, t))
+                .map(|t| (t.id, Arc::new(t)))
                 .collect();
             let deliveries = events
                 .into_iter()
-                .map(|event| Delivery { ticket: tickets.get(&event.ticket_id).cloned(), event })
+                .map(|event| Delivery { ticket: tickets.get(&event.ticket_id).cloned(), event: Arc::new(event) })
                 .collect();
             Ok((deliveries, after))
         }
@@ -374,7 +375,7 @@ impl Inner {
         self.stats.events_fanned_out.fetch_add(1, Ordering::Relaxed);
         let visible: std::collections::HashSet<(Uuid, AppRole)> =
             visible.into_iter().filter_map(|i| classes.get(i).copied()).collect();
-        let delivery = Delivery { event, ticket };
+        let delivery = Delivery { event: Arc::new(event), ticket: ticket.map(Arc::new) };
         let mut gone = Vec::new();
         for (id, subscriber) in &channel.subscribers {
             if !visible.contains(&subscriber.viewer.class()) {
