@@ -258,15 +258,15 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
 
 /// `GET /metrics`. With `WARD_METRICS_TOKEN`, only for `Authorization: Bearer <token>`.
 pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.config.metrics_token {
-        if !bearer_matches(&headers, token) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
-                "a bearer token is required\n",
-            )
-                .into_response();
-        }
+    if let Some(token) = &state.config.metrics_token
+        && !bearer_matches(&headers, token)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+            "a bearer token is required\n",
+        )
+            .into_response();
     }
     match state.metrics.render() {
         Ok(text) => ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),

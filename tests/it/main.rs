@@ -9,6 +9,7 @@ mod guard_rails;
 mod http_me;
 mod jwks;
 mod migrations;
+mod operations;
 mod photos;
 mod policy;
 mod profiles;

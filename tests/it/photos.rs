@@ -70,16 +70,6 @@ async fn owner_count(app: &TestApp, sql: &str) -> i64 {
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
-/// Creates, uploads and confirms one photo; returns the photo.
-async fn upload_photo(app: &TestApp, who: &str, name: &str, format: image::ImageFormat, mime: &str) -> Value {
-    let bytes = image_bytes(64, 48, format);
-    let response = create(app, who, name, mime, bytes.len()).await;
-    let intent = data(&response, "createPhotoUpload").clone();
-    assert_eq!(put(app, intent["uploadUrl"].as_str().unwrap(), mime, bytes).await, StatusCode::OK);
-    let response = app.graphql(Some(who), CONFIRM, json!({ "id": intent["id"] })).await;
-    data(&response, "confirmPhotoUpload").clone()
-}
-
 #[tokio::test]
 async fn a_photo_round_trip_seen_only_by_its_owner() {
     let app = spawn_app().await;

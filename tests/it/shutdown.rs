@@ -1,6 +1,6 @@
 //! SIGTERM on the real `ward` binary, on the embedded default: the open subscription is closed
 //! with 1001, the process exits 0 within the drain bound, and no `postgres` process of its
-//! cluster is left behind.
+//! cluster is left behind. Its JSON logs are checked on the way: request ids, no secrets.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -52,6 +52,7 @@ async fn sigterm_closes_subscriptions_and_stops_the_cluster() {
     std::fs::create_dir_all(&dir).unwrap();
     // The cluster runs as `postgres` when the tests run as root: it must get in.
     Command::new("chmod").arg("755").arg(&dir).status().unwrap();
+    let log_path = dir.join("ward.log");
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ward"))
@@ -66,9 +67,11 @@ async fn sigterm_closes_subscriptions_and_stops_the_cluster() {
         .env("WARD_BIND", addr.to_string())
         .env("SUPABASE_JWT_SECRET", JWT_SECRET)
         .env("WARD_SHUTDOWN_TIMEOUT", "5")
-        .env("WARD_LOG", "warn")
+        .env("WARD_LOG", "info,sqlx=warn,sea_orm_migration=warn,tower_http=debug")
+        .env("WARD_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("start ward");
     let mut ward = Ward(child);
@@ -92,6 +95,15 @@ async fn sigterm_closes_subscriptions_and_stops_the_cluster() {
     let token = TokenIssuer::new(&Secret::new(JWT_SECRET))
         .user_token(manager.auth_user_id, Some(manager.email), None, 600)
         .unwrap();
+    let me = http
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(&token)
+        .header("x-request-id", "shutdown-test-request")
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.headers()["x-request-id"], "shutdown-test-request");
     let mut client = match connect(addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-transport-ws").await {
         Init::Acked(client) => client,
         Init::Closed(code, reason) => panic!("refused: {code} {reason}"),
@@ -129,5 +141,20 @@ async fn sigterm_closes_subscriptions_and_stops_the_cluster() {
     }
     assert_eq!(postgres_processes(&pg_dir), Vec::<String>::new(), "no postgres left on the data dir");
     assert!(!pg_dir.join("postmaster.pid").exists(), "the cluster shut down cleanly");
+
+    // WARD_LOG_FORMAT=json: one JSON object a line, requests in a span with their id, fixed
+    // messages, and neither the JWT secret nor a bearer token anywhere.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"] == "shutdown-test-request" && l["span"]["path"] == "/graphql"),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l["message"] == "shutting down"), "{log}");
+    assert!(!log.contains(JWT_SECRET) && !log.contains(&token), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
