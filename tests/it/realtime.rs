@@ -14,7 +14,6 @@ use ward::demo::{self, TICKETS};
 use ward::realtime::{Realtime, SubscriptionError, Viewer};
 
 use crate::helpers::{AUTHENTICATOR_PASSWORD, JWT_SECRET, SUPERUSER_PASSWORD, TestDb, caller, scratch_dir};
-use crate::subscriptions::Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
