@@ -1,6 +1,7 @@
 //! The rules of ward, free of HTTP and GraphQL. Functions take the caller's RLS transaction
 //! (`&impl ConnectionTrait`), so PostgreSQL's policies apply beneath whatever they check.
 
+pub mod cursor;
 mod error;
 pub mod municipalities;
 pub mod photos;

@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use entity::enums::AppRole;
 use entity::prelude::*;
@@ -165,17 +163,12 @@ impl ProfileCursor {
     }
 
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("p1|{}|{}", self.created_at.timestamp_micros(), self.id))
+        super::cursor::encode("p1", self.created_at, self.id)
     }
 
     pub fn decode(text: &str) -> Result<Self, DomainError> {
-        let bad = || DomainError::BadInput("the cursor is not one this list handed out".into());
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
-        let text = String::from_utf8(bytes).map_err(|_| bad())?;
-        let parts: Vec<&str> = text.split('|').collect();
-        let ["p1", micros, id] = parts.as_slice() else { return Err(bad()) };
-        let created_at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-        Ok(ProfileCursor { created_at, id: Uuid::parse_str(id).map_err(|_| bad())? })
+        let (created_at, id) = super::cursor::decode("p1", text)?;
+        Ok(ProfileCursor { created_at, id })
     }
 }
 

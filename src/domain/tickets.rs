@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use entity::enums::{AppRole, TicketCategory, TicketPriority, TicketStatus};
 use entity::prelude::*;
@@ -83,9 +81,9 @@ impl OrderField {
 
     fn tag(self) -> &'static str {
         match self {
-            OrderField::CreatedAt => "c",
-            OrderField::UpdatedAt => "u",
-            OrderField::SlaDueAt => "s",
+            OrderField::CreatedAt => "t1c",
+            OrderField::UpdatedAt => "t1u",
+            OrderField::SlaDueAt => "t1s",
         }
     }
 
@@ -126,20 +124,12 @@ impl Cursor {
     }
 
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("t1|{}|{}|{}", self.field.tag(), self.value.timestamp_micros(), self.id))
+        super::cursor::encode(self.field.tag(), self.value, self.id)
     }
 
     pub fn decode(text: &str, field: OrderField) -> Result<Self, DomainError> {
-        let bad = || DomainError::BadInput("the cursor is not one this list handed out".into());
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
-        let text = String::from_utf8(bytes).map_err(|_| bad())?;
-        let parts: Vec<&str> = text.split('|').collect();
-        let ["t1", tag, micros, id] = parts.as_slice() else { return Err(bad()) };
-        if *tag != field.tag() {
-            return Err(DomainError::BadInput("the cursor belongs to a list in another order".into()));
-        }
-        let value = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-        Ok(Cursor { field, value, id: Uuid::parse_str(id).map_err(|_| bad())? })
+        let (value, id) = super::cursor::decode(field.tag(), text)?;
+        Ok(Cursor { field, value, id })
     }
 }
 

@@ -258,6 +258,19 @@ impl Drop for Registration {
     }
 }
 
+/// The highest id of a municipality's events that `db`'s caller can see (0 when none).
+async fn max_event_id(db: &impl ConnectionTrait, municipality: Uuid) -> Result<i64, DbErr> {
+    let max: Option<i64> = TicketEvent::find()
+        .select_only()
+        .column_as(ticket_event::Column::Id.max(), "max")
+        .filter(ticket_event::Column::MunicipalityId.eq(municipality))
+        .into_tuple()
+        .one(db)
+        .await?
+        .flatten();
+    Ok(max.unwrap_or(0))
+}
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
@@ -277,15 +290,7 @@ impl Inner {
         let tx = db::begin(&self.pool, caller, true).await?;
         let result = async {
             let Some(after) = after else {
-                let max: Option<i64> = TicketEvent::find()
-                    .select_only()
-                    .column_as(ticket_event::Column::Id.max(), "max")
-                    .filter(ticket_event::Column::MunicipalityId.eq(municipality))
-                    .into_tuple()
-                    .one(&tx)
-                    .await?
-                    .flatten();
-                return Ok((Vec::new(), max.unwrap_or(0)));
+                return Ok((Vec::new(), max_event_id(&tx, municipality).await?));
             };
             let mut query = TicketEvent::find()
                 .filter(ticket_event::Column::MunicipalityId.eq(municipality))
@@ -321,16 +326,9 @@ impl Inner {
     /// The highest event id of a municipality (all events: the listener's own view).
     async fn latest_event_id(&self, municipality: Uuid) -> Result<i64, DbErr> {
         let tx = db::begin(&self.pool, &Caller::Service, true).await?;
-        let max: Option<i64> = TicketEvent::find()
-            .select_only()
-            .column_as(ticket_event::Column::Id.max(), "max")
-            .filter(ticket_event::Column::MunicipalityId.eq(municipality))
-            .into_tuple()
-            .one(&tx)
-            .await?
-            .flatten();
+        let max = max_event_id(&tx, municipality).await;
         tx.rollback().await?;
-        Ok(max.unwrap_or(0))
+        max
     }
 
     /// Ids of a municipality's events after its watermark, for catching up after a gap.
