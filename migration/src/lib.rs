@@ -54,6 +54,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0007_profiles_photos.sql"),
                 down: include_str!("sql/0007_profiles_photos_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261123_000008_inline_visibility",
+                up: include_str!("sql/0008_inline_visibility.sql"),
+                down: include_str!("sql/0008_inline_visibility_down.sql"),
+            }),
         ]
     }
 }

@@ -530,3 +530,22 @@ async fn read_only_sessions_cannot_write() {
     assert_eq!(role.try_get::<String>("", "r").unwrap(), "authenticator");
     assert_eq!(role.try_get::<String>("", "c").unwrap(), "");
 }
+
+#[tokio::test]
+async fn the_ticket_policy_is_inlined_so_pages_use_the_indexes() {
+    let (_db, pool) = setup().await;
+    let tx = ward::db::begin(&pool, &caller(MANAGER), true).await.unwrap();
+    let rows = tx
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "explain (verbose, costs off) select * from tickets order by created_at desc, id desc limit 51",
+        ))
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect();
+    tx.rollback().await.unwrap();
+    let plan = plan.join("\n");
+    // A function call left in the plan would run once per ticket of the municipality.
+    assert!(!plan.contains("ticket_visible_to"), "the visibility function was not inlined:\n{plan}");
+    assert!(plan.contains("municipality_id = $"), "the municipality condition is not visible to the planner:\n{plan}");
+}
