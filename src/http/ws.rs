@@ -25,6 +25,10 @@ use crate::error::ApiError;
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Websocket buffer sizes and the largest message a client may send.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
 /// How long a connection may stay silent (the clients ping) before it is closed.
 const KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -40,6 +44,12 @@ pub async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgra
     let protocol = offered.unwrap_or(WebSocketProtocols::GraphQLWS);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // Subscribers mostly sit idle: small buffers keep each connection's memory low (the
+        // defaults reserve 128 KiB to read), and client messages are small GraphQL requests.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| serve(socket, state, protocol))
         .into_response()
 }
