@@ -21,8 +21,6 @@ use crate::realtime::Realtime;
 use crate::storage::{LocalStore, ObjectStore};
 use crate::{db, demo};
 
-/// How often the SLA sweeper looks for breached tickets.
-const SLA_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// The state every handler shares, built once at startup.
 #[derive(Clone)]
@@ -248,7 +246,10 @@ impl App {
         let stopping = state.shutdown.clone();
         // How long in-flight HTTP requests get to finish after a shutdown signal.
         let drain_timeout = state.config.shutdown_timeout;
-        let sweeper = tokio::spawn(crate::jobs::sla_sweeper(pool.clone(), SLA_SWEEP_PERIOD, stopping.clone()));
+        let sweeper = (state.config.sla_sweep_seconds > 0).then(|| {
+            let period = Duration::from_secs(state.config.sla_sweep_seconds);
+            tokio::spawn(crate::jobs::sla_sweeper(pool.clone(), period, stopping.clone()))
+        });
         let server = axum::serve(listener, crate::http::router(state))
             .with_graceful_shutdown(stopping.clone().cancelled_owned());
         let signal = stopping.clone();
@@ -263,7 +264,9 @@ impl App {
             () = drain => tracing::warn!(timeout_s = drain_timeout.as_secs(), "requests still running at the drain deadline"),
         }
         stopping.cancel();
-        let _ = sweeper.await;
+        if let Some(sweeper) = sweeper {
+            let _ = sweeper.await;
+        }
         let _ = pool.close().await;
         if let Some(cluster) = database.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;

@@ -56,6 +56,9 @@ pub struct Config {
     /// `WARD_SUBSCRIBER_BUFFER`: updates one subscription may have waiting before it is ended
     /// as too slow. Default 256.
     pub subscriber_buffer: usize,
+    /// `WARD_SLA_SWEEP_SECONDS`: how often the SLA sweeper records breached tickets; 0 turns
+    /// it off (another server sweeps). Default 60.
+    pub sla_sweep_seconds: u64,
     /// `WARD_INGEST_TIMEOUT_SECONDS`: how long `ingestTicketMedia` may take to download one
     /// file. Default 30.
     pub ingest_timeout_seconds: u64,
@@ -195,6 +198,13 @@ impl Config {
                 });
             }
         };
+        let sla_sweep_seconds = match get("WARD_SLA_SWEEP_SECONDS") {
+            Some(v) => v.parse().ok().filter(|n| *n <= 86_400).ok_or(ConfigError {
+                name: "WARD_SLA_SWEEP_SECONDS",
+                problem: format!("`{v}` is not a number of seconds from 0 to 86400"),
+            })?,
+            None => 60,
+        };
         let subscriber_buffer = match get("WARD_SUBSCRIBER_BUFFER") {
             Some(v) => v.parse().ok().filter(|n| (1..=100_000).contains(n)).ok_or(ConfigError {
                 name: "WARD_SUBSCRIBER_BUFFER",
@@ -319,6 +329,7 @@ impl Config {
             database_owner_url: secret("DATABASE_OWNER_URL"),
             database_listen_url: secret("DATABASE_LISTEN_URL"),
             subscriber_buffer,
+            sla_sweep_seconds,
             ingest_timeout_seconds,
             ingest_allow_private,
             bind,

@@ -65,12 +65,15 @@ pub struct Loaders {
 impl Loaders {
     pub fn new(session: Arc<RlsSession>) -> Self {
         let s = || session.clone();
+        // async-graphql polls a list's items in passes of at most 32; a batch waits this long
+        // for the keys of the later passes (its default, 1 ms, splits big pages on busy machines).
+        let delay = std::time::Duration::from_millis(3);
         Loaders {
-            municipality: DataLoader::new(MunicipalityLoader { session: s() }, tokio::spawn),
-            ward: DataLoader::new(WardLoader { session: s() }, tokio::spawn),
-            profile: DataLoader::new(ProfileLoader { session: s() }, tokio::spawn),
-            ticket_events: DataLoader::new(TicketEventsLoader { session: s() }, tokio::spawn),
-            ticket_media: DataLoader::new(TicketMediaLoader { session: s() }, tokio::spawn),
+            municipality: DataLoader::new(MunicipalityLoader { session: s() }, tokio::spawn).delay(delay),
+            ward: DataLoader::new(WardLoader { session: s() }, tokio::spawn).delay(delay),
+            profile: DataLoader::new(ProfileLoader { session: s() }, tokio::spawn).delay(delay),
+            ticket_events: DataLoader::new(TicketEventsLoader { session: s() }, tokio::spawn).delay(delay),
+            ticket_media: DataLoader::new(TicketMediaLoader { session: s() }, tokio::spawn).delay(delay),
         }
     }
 }
