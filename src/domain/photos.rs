@@ -434,14 +434,9 @@ pub async fn download_url(
     photo: &photo::Model,
     expires_in_seconds: i32,
 ) -> Result<String, DomainError> {
-    let max = crate::storage::MAX_URL_TTL.as_secs();
-    if expires_in_seconds < 1 || expires_in_seconds as u64 > max {
-        return Err(DomainError::BadInput(format!("expiresIn must be from 1 to {max} seconds")));
-    }
+    let ttl = crate::storage::ttl_from_seconds(i64::from(expires_in_seconds))?;
     let path = object_path(&photo.object_path)?;
-    Ok(storage
-        .create_signed_download(&photo.bucket, &path, Duration::from_secs(expires_in_seconds as u64))
-        .await?)
+    Ok(storage.create_signed_download(&photo.bucket, &path, ttl).await?)
 }
 
 /// The public URL of a photo's thumbnail.

@@ -20,9 +20,6 @@ use crate::storage::{ObjectPath, ObjectStore, SignedUpload, sanitize_filename};
 pub const INTENT_TTL: Duration = Duration::from_secs(2 * 3600);
 /// The largest ticket file (the buckets' limit).
 pub const MAX_FILE_BYTES: i64 = 50 * 1024 * 1024;
-/// Signed read links live between these bounds.
-pub const MIN_LINK_TTL: Duration = Duration::from_secs(1);
-pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// The content types a ticket file may have: photos, documents, and the voice notes and videos
 /// that reach the relay from WhatsApp.
@@ -202,11 +199,7 @@ pub async fn signed_link(
     media_id: Uuid,
     expires_in_seconds: i64,
 ) -> Result<String, DomainError> {
-    let ttl = u64::try_from(expires_in_seconds)
-        .ok()
-        .map(Duration::from_secs)
-        .filter(|ttl| (MIN_LINK_TTL..=MAX_LINK_TTL).contains(ttl))
-        .ok_or_else(|| DomainError::BadInput("expiresIn must be between 1 second and 7 days (604800)".into()))?;
+    let ttl = crate::storage::ttl_from_seconds(expires_in_seconds)?;
     // Read again under the caller's policies: only what they may read gets a link.
     let file = Media::find_by_id(media_id)
         .one(db)

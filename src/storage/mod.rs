@@ -144,6 +144,13 @@ pub fn validate_ttl(expires_in: Duration) -> Result<(), StorageError> {
     }
 }
 
+/// A signed URL's lifetime from a client's `expiresIn` seconds, within the bounds above.
+pub fn ttl_from_seconds(seconds: i64) -> Result<Duration, StorageError> {
+    let ttl = u64::try_from(seconds).map(Duration::from_secs).unwrap_or(Duration::ZERO);
+    validate_ttl(ttl)?;
+    Ok(ttl)
+}
+
 /// An object's path inside its bucket: `/`-separated segments, none empty, `.` or `..`, made
 /// of the characters Supabase accepts in object names (ASCII letters and digits, space and
 /// `_ - . ! * ' ( ) & $ @ = ; : + ,`; not `?`, which would end a URL's path), at most
