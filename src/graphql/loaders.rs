@@ -3,7 +3,7 @@
 //! a page of 50 tickets costs the same number of statements as a page of 5.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{media, municipality, profile, ticket_event, ward};
@@ -53,27 +53,48 @@ session_loader!(
     TicketMediaLoader: Vec<media::Model> = tickets::media_by_ticket
 );
 
-/// The loaders of one request.
+/// async-graphql polls a list's items in passes of at most 32; a batch waits this long for
+/// the keys of the later passes (its default, 1 ms, splits big pages on busy machines).
+const BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(3);
+
+fn loader<T: Loader<Uuid>>(inner: T) -> DataLoader<T> {
+    DataLoader::new(inner, tokio::spawn).delay(BATCH_DELAY)
+}
+
+/// The loaders of one request, each made the first time a resolver asks for it (most
+/// requests need one or two of them).
 pub struct Loaders {
-    pub municipality: DataLoader<MunicipalityLoader>,
-    pub ward: DataLoader<WardLoader>,
-    pub profile: DataLoader<ProfileLoader>,
-    pub ticket_events: DataLoader<TicketEventsLoader>,
-    pub ticket_media: DataLoader<TicketMediaLoader>,
+    session: Arc<RlsSession>,
+    municipality: OnceLock<DataLoader<MunicipalityLoader>>,
+    ward: OnceLock<DataLoader<WardLoader>>,
+    profile: OnceLock<DataLoader<ProfileLoader>>,
+    ticket_events: OnceLock<DataLoader<TicketEventsLoader>>,
+    ticket_media: OnceLock<DataLoader<TicketMediaLoader>>,
+}
+
+macro_rules! accessor {
+    ($field:ident: $loader:ident) => {
+        pub fn $field(&self) -> &DataLoader<$loader> {
+            self.$field.get_or_init(|| loader($loader { session: self.session.clone() }))
+        }
+    };
 }
 
 impl Loaders {
     pub fn new(session: Arc<RlsSession>) -> Self {
-        let s = || session.clone();
-        // async-graphql polls a list's items in passes of at most 32; a batch waits this long
-        // for the keys of the later passes (its default, 1 ms, splits big pages on busy machines).
-        let delay = std::time::Duration::from_millis(3);
         Loaders {
-            municipality: DataLoader::new(MunicipalityLoader { session: s() }, tokio::spawn).delay(delay),
-            ward: DataLoader::new(WardLoader { session: s() }, tokio::spawn).delay(delay),
-            profile: DataLoader::new(ProfileLoader { session: s() }, tokio::spawn).delay(delay),
-            ticket_events: DataLoader::new(TicketEventsLoader { session: s() }, tokio::spawn).delay(delay),
-            ticket_media: DataLoader::new(TicketMediaLoader { session: s() }, tokio::spawn).delay(delay),
+            session,
+            municipality: OnceLock::new(),
+            ward: OnceLock::new(),
+            profile: OnceLock::new(),
+            ticket_events: OnceLock::new(),
+            ticket_media: OnceLock::new(),
         }
     }
+
+    accessor!(municipality: MunicipalityLoader);
+    accessor!(ward: WardLoader);
+    accessor!(profile: ProfileLoader);
+    accessor!(ticket_events: TicketEventsLoader);
+    accessor!(ticket_media: TicketMediaLoader);
 }

@@ -76,7 +76,7 @@ impl Profile {
     /// The municipality the person belongs to.
     async fn municipality(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Municipality>> {
         let loaders = &self.1.data(ctx)?.loaders;
-        Ok(loaders.municipality.load_one(self.0.municipality_id).await?.map(Municipality))
+        Ok(loaders.municipality().load_one(self.0.municipality_id).await?.map(Municipality))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

@@ -95,19 +95,19 @@ impl Ticket {
 
     async fn ward(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Ward>> {
         let Some(id) = self.0.ward_id else { return Ok(None) };
-        Ok(self.1.data(ctx)?.loaders.ward.load_one(id).await?.map(Ward))
+        Ok(self.1.data(ctx)?.loaders.ward().load_one(id).await?.map(Ward))
     }
 
     /// Who reported it; null where the caller may not see that profile.
     async fn reporter(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.reporter_id else { return Ok(None) };
-        Ok(self.1.data(ctx)?.loaders.profile.load_one(id).await?.map(|p| Profile(p, self.1.clone())))
+        Ok(self.1.data(ctx)?.loaders.profile().load_one(id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     /// Who works on it; null when unassigned or where the caller may not see that profile.
     async fn assignee(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.assignee_id else { return Ok(None) };
-        Ok(self.1.data(ctx)?.loaders.profile.load_one(id).await?.map(|p| Profile(p, self.1.clone())))
+        Ok(self.1.data(ctx)?.loaders.profile().load_one(id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     /// Evidence files (including GBV evidence, for those who may read it).
@@ -127,7 +127,7 @@ impl Ticket {
 
     /// The ticket's history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
-        let events = self.1.data(ctx)?.loaders.ticket_events.load_one(self.0.id).await?;
+        let events = self.1.data(ctx)?.loaders.ticket_events().load_one(self.0.id).await?;
         Ok(events.unwrap_or_default().into_iter().map(|e| TicketEvent(e, self.1.clone())).collect())
     }
 
@@ -152,7 +152,7 @@ impl Ticket {
 
 impl Ticket {
     async fn media_rows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<media::Model>> {
-        Ok(self.1.data(ctx)?.loaders.ticket_media.load_one(self.0.id).await?.unwrap_or_default())
+        Ok(self.1.data(ctx)?.loaders.ticket_media().load_one(self.0.id).await?.unwrap_or_default())
     }
 }
 
@@ -206,7 +206,7 @@ impl TicketEvent {
     /// Who acted; null for the system and where the caller may not see that profile.
     async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.actor_profile_id else { return Ok(None) };
-        Ok(self.1.data(ctx)?.loaders.profile.load_one(id).await?.map(|p| Profile(p, self.1.clone())))
+        Ok(self.1.data(ctx)?.loaders.profile().load_one(id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
