@@ -14,6 +14,17 @@ use ward::config::{Config, Secret};
 use ward::db::embedded::{EmbeddedCluster, EmbeddedOptions};
 use ward::{db, demo};
 
+/// The demo people's emails (src/demo.rs), by role.
+pub mod people {
+    pub const CITIZEN: &str = "citizen@demo.test";
+    pub const WORKER: &str = "worker@demo.test";
+    pub const MANAGER: &str = "manager@demo.test";
+    pub const SAPS: &str = "saps@demo.test";
+    pub const ADMIN: &str = "admin@demo.test";
+    pub const OTHER_CITIZEN: &str = "citizen@other.test";
+    pub const OTHER_MANAGER: &str = "manager@other.test";
+}
+
 pub const SUPERUSER_PASSWORD: &str = "test-superuser-password";
 pub const AUTHENTICATOR_PASSWORD: &str = "test-authenticator-password";
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-long-enough-for-hs256";

@@ -12,11 +12,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use ward::demo;
 
+use crate::helpers::people::*;
 use crate::helpers::{TestApp, error_code, spawn_app};
-
-const CITIZEN: &str = "citizen@demo.test";
-const MANAGER: &str = "manager@demo.test";
-const OTHER_CITIZEN: &str = "citizen@other.test";
 
 const CREATE: &str = "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id purpose bucket path uploadUrl token expiresAt status } }";
 const CREATE_MANY: &str = "mutation($inputs: [PhotoUploadInput!]!) { createPhotoUploads(inputs: $inputs) { id path uploadUrl status } }";

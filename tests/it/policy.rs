@@ -10,6 +10,7 @@ use ward::auth::Caller;
 use ward::db::{DbFailure, classify};
 use ward::demo::{self, DEMO, OTHER, PEOPLE, TICKETS, WARDS};
 
+use crate::helpers::people::*;
 use crate::helpers::{TestDb, caller, exec_as, ids_as, user_caller};
 
 // Fixtures added to the seed by `fixtures`.
@@ -23,14 +24,6 @@ const PHOTO_MANAGER: Uuid = uuid!("00000000-0000-4000-8000-000000010003");
 const PHOTO_OTHER: Uuid = uuid!("00000000-0000-4000-8000-000000010006");
 const INTENT_CITIZEN: Uuid = uuid!("00000000-0000-4000-8000-000000020001");
 const INTENT_MANAGER_GBV: Uuid = uuid!("00000000-0000-4000-8000-000000020003");
-
-const CITIZEN: &str = "citizen@demo.test";
-const WORKER: &str = "worker@demo.test";
-const MANAGER: &str = "manager@demo.test";
-const SAPS: &str = "saps@demo.test";
-const ADMIN: &str = "admin@demo.test";
-const OTHER_CITIZEN: &str = "citizen@other.test";
-const OTHER_MANAGER: &str = "manager@other.test";
 
 fn pid(email: &str) -> Uuid {
     demo::person(email).unwrap().profile_id

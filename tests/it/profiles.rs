@@ -9,15 +9,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use ward::demo::{self, DEMO, OTHER, PEOPLE};
 
+use crate::helpers::people::*;
 use crate::helpers::{TestApp, error_code, spawn_app};
-
-const CITIZEN: &str = "citizen@demo.test";
-const WORKER: &str = "worker@demo.test";
-const MANAGER: &str = "manager@demo.test";
-const SAPS: &str = "saps@demo.test";
-const ADMIN: &str = "admin@demo.test";
-const OTHER_CITIZEN: &str = "citizen@other.test";
-const OTHER_MANAGER: &str = "manager@other.test";
 
 fn pid(email: &str) -> String {
     demo::person(email).unwrap().profile_id.to_string()

@@ -8,15 +8,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use ward::demo::{self, DEMO, TICKETS, WARDS};
 
+use crate::helpers::people::*;
 use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
-
-const CITIZEN: &str = "citizen@demo.test";
-const WORKER: &str = "worker@demo.test";
-const MANAGER: &str = "manager@demo.test";
-const SAPS: &str = "saps@demo.test";
-const ADMIN: &str = "admin@demo.test";
-const OTHER_CITIZEN: &str = "citizen@other.test";
-const OTHER_MANAGER: &str = "manager@other.test";
 
 const ALL: [&str; 7] = [CITIZEN, WORKER, MANAGER, SAPS, ADMIN, OTHER_CITIZEN, OTHER_MANAGER];
 

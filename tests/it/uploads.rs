@@ -12,14 +12,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use ward::demo::TICKETS;
 
+use crate::helpers::people::*;
 use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
-
-const CITIZEN: &str = "citizen@demo.test";
-const WORKER: &str = "worker@demo.test";
-const MANAGER: &str = "manager@demo.test";
-const SAPS: &str = "saps@demo.test";
-const ADMIN: &str = "admin@demo.test";
-const OTHER_MANAGER: &str = "manager@other.test";
 
 const INTENT: &str = "mutation($input: CreateUploadIntentInput!) {
     createUploadIntent(input: $input) { id purpose bucket path uploadUrl token expiresAt status } }";
