@@ -27,8 +27,13 @@ use crate::{db, demo};
 pub struct AppState {
     /// The request pool, connected as `authenticator`; used only through RLS sessions.
     pub db: DatabaseConnection,
-    /// The GraphQL schema.
+    /// The GraphQL schema for requests over HTTP (no extensions: see `graphql::prepare`).
     pub schema: WardSchema,
+    /// The same schema for websocket operations, with the extensions that code their errors
+    /// and count them.
+    pub ws_schema: WardSchema,
+    /// Persisted queries and the preparation of HTTP requests.
+    pub preparer: crate::graphql::prepare::Preparer,
     /// Verifies bearer tokens.
     pub auth: Arc<Authenticator>,
     /// Live ticket updates: the listener and the subscribers of this process.
@@ -199,23 +204,33 @@ impl App {
         let realtime = Realtime::start(pool.clone(), listen_url, config.subscriber_buffer, shutdown.clone());
         let metrics = Metrics::new(realtime.clone(), pool.clone(), config.db_pool_size);
         let storage = MeteredStore::wrap(storage, metrics.clone());
-        let mut schema = schema_builder(Some(Services {
-                realtime: realtime.clone(),
-                pool: pool.clone(),
-                aside: crate::graphql::AsidePool(aside),
-                storage: storage.clone(),
-                fetcher: crate::fetch::Fetcher {
-                    allow_private: config.ingest_allow_private,
-                    timeout: Duration::from_secs(config.ingest_timeout_seconds),
-                    max_bytes: crate::domain::uploads::MAX_FILE_BYTES as u64,
-                },
-            }))
+        let services = Services {
+            realtime: realtime.clone(),
+            pool: pool.clone(),
+            aside: crate::graphql::AsidePool(aside),
+            storage: storage.clone(),
+            fetcher: crate::fetch::Fetcher {
+                allow_private: config.ingest_allow_private,
+                timeout: Duration::from_secs(config.ingest_timeout_seconds),
+                max_bytes: crate::domain::uploads::MAX_FILE_BYTES as u64,
+            },
+        };
+        // Two schemas over the same types and services: HTTP requests are prepared, coded and
+        // counted around execution (`graphql::prepare`); websocket operations, whose
+        // execution async-graphql's protocol drives, through extensions.
+        let http_schema = schema_builder(Some(services.clone()));
+        let ws_schema = schema_builder(Some(services))
+            .extension(crate::graphql::WardExtension)
             .extension(metrics.graphql_extension());
-        if !config.introspection {
-            schema = schema.disable_introspection();
-        }
+        let (http_schema, ws_schema) = if config.introspection {
+            (http_schema, ws_schema)
+        } else {
+            (http_schema.disable_introspection(), ws_schema.disable_introspection())
+        };
         let state = AppState {
-            schema: schema.finish(),
+            schema: http_schema.finish(),
+            ws_schema: ws_schema.finish(),
+            preparer: crate::graphql::prepare::Preparer::default(),
             db: pool,
             realtime,
             shutdown,

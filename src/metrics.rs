@@ -152,7 +152,7 @@ impl Metrics {
         self.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
     }
 
-    fn observe_operation(&self, operation: &'static str, response: &GqlResponse, elapsed: Option<Duration>) {
+    pub fn observe_operation(&self, operation: &'static str, response: &GqlResponse, elapsed: Option<Duration>) {
         self.graphql_operations.get_or_create(&OperationLabels { operation, outcome: outcome(response) }).inc();
         if let Some(elapsed) = elapsed {
             self.graphql_duration.get_or_create(&OperationTypeLabels { operation }).observe(elapsed.as_secs_f64());

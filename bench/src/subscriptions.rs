@@ -3,14 +3,14 @@
 //! Measures commit → client latency, deliveries per second, SQL statements per event, and
 //! server memory per idle subscriber.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::ConnectionTrait;
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use ward::demo::{self, DEMO, TICKETS};
@@ -19,10 +19,45 @@ use crate::env::{Env, quantile};
 
 const QUERY: &str = "subscription { ticketUpdates { eventId ticket { title } } }";
 
+/// The parts of a server message the clients read.
+#[derive(Deserialize)]
+struct ServerMessage<'a> {
+    #[serde(borrow)]
+    r#type: &'a str,
+    #[serde(borrow)]
+    payload: Option<Payload<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    data: Option<Data<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow, rename = "ticketUpdates")]
+    ticket_updates: Update<'a>,
+}
+
+#[derive(Deserialize)]
+struct Update<'a> {
+    #[serde(borrow)]
+    ticket: Option<Titled<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Titled<'a> {
+    title: &'a str,
+}
+
 struct Shared {
-    /// When each change was sent (just before its autocommitted UPDATE).
-    sent: Mutex<HashMap<u64, Instant>>,
-    latencies_ms: Mutex<Vec<f64>>,
+    /// When each change was sent (just before its autocommitted UPDATE), as nanoseconds since
+    /// `base` (0: not sent yet), by change number.
+    base: Instant,
+    sent: Vec<AtomicU64>,
+    /// Each subscriber's latencies (ms), in a list of its own: no lock shared per message.
+    latencies_ms: Mutex<Vec<Arc<Mutex<Vec<f64>>>>>,
     delivered: AtomicU64,
     subscribed: AtomicUsize,
     probed: AtomicUsize,
@@ -44,8 +79,10 @@ pub async fn run(ward_bin: &str, counts: &[usize], rate: u32, seconds: u64) -> a
 async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result<String> {
     let owner = env.owner().await?;
     let rss_before = env.ward_rss_kib();
+    let total = u64::from(rate) * seconds;
     let shared = Arc::new(Shared {
-        sent: Mutex::new(HashMap::new()),
+        base: Instant::now(),
+        sent: (0..total).map(|_| AtomicU64::new(0)).collect(),
         latencies_ms: Mutex::new(Vec::new()),
         delivered: AtomicU64::new(0),
         subscribed: AtomicUsize::new(0),
@@ -84,12 +121,13 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = env.ward_rss_kib();
-    shared.latencies_ms.lock().map(|mut l| l.clear()).ok();
+    for list in shared.latencies_ms.lock().map(|l| l.clone()).unwrap_or_default() {
+        list.lock().map(|mut l| l.clear()).ok();
+    }
     shared.delivered.store(0, Ordering::Relaxed);
     env.reset_statements(&owner).await?;
 
     // The changes: alternately a demo ticket (5 of 7 people see it) and an other one (2 of 7).
-    let total = u64::from(rate) * seconds;
     let period = Duration::from_secs_f64(1.0 / f64::from(rate));
     let mut ticks = tokio::time::interval(period);
     let mut expected = 0u64;
@@ -98,8 +136,8 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
         ticks.tick().await;
         let (ticket, viewers) = if seq % 2 == 0 { (TICKETS[0].id, demo_viewers) } else { (TICKETS[5].id, other_viewers) };
         expected += viewers as u64;
-        if let Ok(mut sent) = shared.sent.lock() {
-            sent.insert(seq, Instant::now());
+        if let Some(sent) = usize::try_from(seq).ok().and_then(|i| shared.sent.get(i)) {
+            sent.store(u64::try_from(shared.base.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         owner.execute_unprepared(&format!("update tickets set title = 'bench-{seq}' where id = '{ticket}'")).await?;
     }
@@ -111,7 +149,10 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
     let elapsed = begin.elapsed();
     let statements = env.request_statements(&owner).await?;
     let delivered = shared.delivered.load(Ordering::Relaxed);
-    let mut latencies = shared.latencies_ms.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut latencies: Vec<f64> = Vec::new();
+    for list in shared.latencies_ms.lock().map(|l| l.clone()).unwrap_or_default() {
+        latencies.extend(list.lock().map(|l| l.clone()).unwrap_or_default());
+    }
     latencies.sort_by(|a, b| a.total_cmp(b));
     let per_subscriber_kib = rss_after.saturating_sub(rss_before) as f64 / n as f64;
     let _ = writing;
@@ -143,25 +184,30 @@ async fn subscriber(
     shared.subscribed.fetch_add(1, Ordering::Relaxed);
     drop(permit);
     let mut probed = false;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    shared.latencies_ms.lock().map(|mut l| l.push(latencies.clone())).ok();
     while let Some(message) = ws.next().await {
         let text = match message? {
             Message::Text(text) => text,
             Message::Close(_) => break,
             _ => continue,
         };
-        let value: Value = serde_json::from_str(&text)?;
-        if value["type"] == "ping" {
+        // Only what the measurement needs, borrowed from the message: the clients share the
+        // machine with ward, so they should cost it as little as they can.
+        let Ok(message) = serde_json::from_str::<ServerMessage<'_>>(&text) else {
+            eprintln!("unexpected message: {text}");
+            continue;
+        };
+        if message.r#type == "ping" {
             ws.send(Message::text(json!({ "type": "pong" }).to_string())).await?;
             continue;
         }
-        let Some(title) = value["payload"]["data"]["ticketUpdates"]["ticket"]["title"].as_str() else { continue };
-        if let Some(seq) = title.strip_prefix("bench-").and_then(|s| s.parse::<u64>().ok()) {
-            let sent = shared.sent.lock().ok().and_then(|s| s.get(&seq).copied());
+        let Some(title) = message.payload.and_then(|p| p.data).and_then(|d| d.ticket_updates.ticket).map(|t| t.title) else { continue };
+        if let Some(seq) = title.strip_prefix("bench-").and_then(|s| s.parse::<usize>().ok()) {
+            let sent = shared.sent.get(seq).map(|s| s.load(Ordering::Relaxed)).filter(|ns| *ns > 0);
             if let Some(sent) = sent {
-                let ms = sent.elapsed().as_secs_f64() * 1000.0;
-                if let Ok(mut l) = shared.latencies_ms.lock() {
-                    l.push(ms);
-                }
+                let now = u64::try_from(shared.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                latencies.lock().map(|mut l| l.push(now.saturating_sub(sent) as f64 / 1e6)).ok();
             }
             shared.delivered.fetch_add(1, Ordering::Relaxed);
         } else if title.starts_with("probe-") && !probed {

@@ -14,13 +14,11 @@ use crate::error::{ApiError, ErrorCode};
 pub struct RequestData {
     pub session: Arc<RlsSession>,
     pub loaders: Arc<Loaders>,
-    /// False for GET requests: a mutation is refused before it runs.
-    pub writes_allowed: bool,
 }
 
 impl RequestData {
-    pub fn new(session: Arc<RlsSession>, writes_allowed: bool) -> Self {
-        RequestData { loaders: Arc::new(Loaders::new(session.clone())), session, writes_allowed }
+    pub fn new(session: Arc<RlsSession>) -> Self {
+        RequestData { loaders: Arc::new(Loaders::new(session.clone())), session }
     }
 }
 
@@ -46,7 +44,7 @@ impl Scope {
         match &self.0 {
             Some(own) => Ok(own.data.get_or_init(|| {
                 let (pool, caller) = &*own.subscriber;
-                RequestData::new(RlsSession::new(pool.clone(), caller.clone()), false)
+                RequestData::new(RlsSession::new(pool.clone(), caller.clone()))
             })),
             None => request(ctx),
         }

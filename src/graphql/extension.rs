@@ -1,15 +1,14 @@
-//! Request hooks: choosing a read-only or read-write transaction from the operation, refusing
-//! mutations over GET, and giving errors raised before execution a stable `extensions.code`.
+//! The websocket schema's hook: a stable `extensions.code` on the parse and validation
+//! errors of operations sent over a websocket (over HTTP, `prepare` does this without a
+//! schema extension).
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
-};
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 
-use super::RequestData;
+use super::prepare::{set_code, validation_code};
 use crate::error::ErrorCode;
 
 pub struct WardExtension;
@@ -20,38 +19,8 @@ impl ExtensionFactory for WardExtension {
     }
 }
 
-/// The code of an error async-graphql raised before execution, from its (fixed) message.
-fn validation_code(error: &ServerError) -> &'static str {
-    match error.message.as_str() {
-        "Query is nested too deep." => "QUERY_TOO_DEEP",
-        "Query is too complex." => "QUERY_TOO_COMPLEX",
-        _ => ErrorCode::ValidationFailed.as_str(),
-    }
-}
-
-fn set_code(mut error: ServerError, code: &str) -> ServerError {
-    let has_code = error.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
-    if !has_code {
-        error.extensions.get_or_insert_with(Default::default).set("code", code);
-    }
-    error
-}
-
 #[async_trait::async_trait]
 impl Extension for WardExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        // Apollo clients recognise an unknown persisted query by this code and resend the text.
-        next.run(ctx, request).await.map_err(|e| {
-            let code = if e.message == "PersistedQueryNotFound" { "PERSISTED_QUERY_NOT_FOUND" } else { "BAD_REQUEST" };
-            set_code(e, code)
-        })
-    }
-
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -59,24 +28,10 @@ impl Extension for WardExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = next
-            .run(ctx, query, variables)
-            .await
-            .map_err(|e| set_code(e, ErrorCode::ParseFailed.as_str()))?;
-        let writes = document.operations.iter().any(|(_, op)| op.node.ty == OperationType::Mutation);
-        if writes {
-            if let Some(data) = ctx.data_opt::<RequestData>() {
-                // A GET can be triggered across sites (a link, an image): it never writes.
-                if !data.writes_allowed {
-                    return Err(set_code(
-                        ServerError::new("mutations must be sent with POST", None),
-                        "BAD_REQUEST",
-                    ));
-                }
-                data.session.allow_writes();
-            }
-        }
-        Ok(document)
+        next.run(ctx, query, variables).await.map_err(|mut e| {
+            set_code(&mut e, ErrorCode::ParseFailed.as_str());
+            e
+        })
     }
 
     async fn validation(
@@ -87,9 +42,10 @@ impl Extension for WardExtension {
         next.run(ctx).await.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|e| {
+                .map(|mut e| {
                     let code = validation_code(&e);
-                    set_code(e, code)
+                    set_code(&mut e, code);
+                    e
                 })
                 .collect()
         })

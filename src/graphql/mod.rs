@@ -6,6 +6,7 @@ mod extension;
 mod loaders;
 mod mutation;
 mod photo;
+pub mod prepare;
 mod profile;
 mod profile_ops;
 mod query;
@@ -17,13 +18,12 @@ pub mod uploads;
 pub use context::RequestData;
 pub use loaders::Loaders;
 
-use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
 use std::sync::Arc;
 
 use async_graphql::Schema;
 use sea_orm::DatabaseConnection;
 
-use extension::WardExtension;
+pub use extension::WardExtension;
 use mutation::Mutation;
 use query::Query;
 use subscription::Subscription;
@@ -44,6 +44,7 @@ pub const APQ_CACHE_ENTRIES: usize = 1024;
 pub struct AsidePool(pub DatabaseConnection);
 
 /// What resolvers of a running server reach beyond their request's session.
+#[derive(Clone)]
 pub struct Services {
     /// Live ticket updates (subscriptions).
     pub realtime: crate::realtime::Realtime,
@@ -66,18 +67,15 @@ pub fn build_schema(services: Option<Services>) -> WardSchema {
 }
 
 /// The schema's builder, for the server to add what its settings ask (`WARD_INTROSPECTION`,
-/// metrics) before `finish`.
+/// and for websockets the extensions) before `finish`. No extensions here: requests over
+/// HTTP are prepared and coded by `prepare`, which keeps fields off async-graphql's
+/// per-field extension path.
 pub fn schema_builder(services: Option<Services>) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription);
     if let Some(Services { realtime, pool, aside, storage, fetcher }) = services {
         builder = builder.data(realtime).data(pool).data(aside).data(storage).data(fetcher);
     }
-    builder
-        // Registered first, so it sees (and codes) the errors of the extensions after it.
-        .extension(WardExtension)
-        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(APQ_CACHE_ENTRIES)))
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
+    builder.limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY)
 }
 
 /// The schema in SDL, as `ward schema` prints it and `schema.graphql` holds it.

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};
-use crate::graphql::RequestData;
+use crate::graphql::{RequestData, prepare};
 
 /// A code that has no `ErrorCode` (HTTP-level refusals) with its message.
 struct ApiErrorWithCode {
@@ -54,9 +54,26 @@ pub async fn graphql(
         Ok(caller) => caller,
         Err(error) => return refused(&state, ApiError::from(error)),
     };
+    let mut request = request.into_inner();
+    let operation = match state.preparer.prepare(&mut request).await {
+        Ok(operation) => operation,
+        Err(error) => {
+            let response = async_graphql::Response::from_errors(vec![error]);
+            state.metrics.observe_operation("unknown", &response, None);
+            return GraphQLResponse::from(response).into_response();
+        }
+    };
+    if operation.writes && method == Method::GET {
+        // A GET can be triggered across sites (a link, an image): it never writes.
+        let error = ApiErrorWithCode { code: "BAD_REQUEST", message: "mutations must be sent with POST".into() };
+        return error_response(error).into_response();
+    }
     let session = RlsSession::new(state.db.clone(), caller);
-    let request = request.into_inner().data(RequestData::new(session.clone(), method != Method::GET));
-    let mut response = state.schema.execute(request).await;
+    if operation.writes {
+        session.allow_writes();
+    }
+    let started = std::time::Instant::now();
+    let mut response = state.schema.execute(request.data(RequestData::new(session.clone()))).await;
     // Each mutation ran in a savepoint, so refused ones left nothing behind; an internal error
     // may have left the transaction unusable, so then nothing is kept.
     let internal = response.errors.iter().any(|e| {
@@ -71,14 +88,8 @@ pub async fn graphql(
         server_error.extensions.get_or_insert_with(Default::default).set("code", api_error.code.as_str());
         response = async_graphql::Response::from_errors(vec![server_error]);
     }
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            // What async-graphql reports itself during execution is about the input
-            // (variables, arguments); everything ward raises carries its own code.
-            extensions.set("code", ErrorCode::BadUserInput.as_str());
-        }
-    }
+    prepare::code_errors(&mut response);
+    state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
     GraphQLResponse::from(response).into_response()
 }
 

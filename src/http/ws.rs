@@ -68,7 +68,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     let (expiry_tx, mut expiry) = watch::channel::<Option<i64>>(None);
     let auth = state.auth.clone();
     let refused_flag = refused.clone();
-    let mut output = GraphQLStream::new(state.schema.clone(), input, protocol)
+    let mut output = GraphQLStream::new(state.ws_schema.clone(), input, protocol)
         .on_connection_init(move |payload| async move {
             match connection_init_caller(&auth, &payload).await {
                 Ok(caller) => {

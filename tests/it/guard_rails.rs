@@ -60,6 +60,12 @@ async fn automatic_persisted_queries() {
     // ...so the hash alone now works.
     let response = post(&app, json!({ "extensions": extensions })).await;
     assert_eq!(response["data"]["me"]["displayName"], "Lerato Manager", "{response}");
+    // A hash that is not the text's is refused, and not remembered.
+    let wrong = json!({ "persistedQuery": { "version": 1, "sha256Hash": "0".repeat(64) } });
+    let response = post(&app, json!({ "query": query, "extensions": wrong })).await;
+    assert_eq!(error_code(&response), Some("BAD_REQUEST"), "{response}");
+    let response = post(&app, json!({ "extensions": wrong })).await;
+    assert_eq!(error_code(&response), Some("PERSISTED_QUERY_NOT_FOUND"), "{response}");
 }
 
 #[tokio::test]
