@@ -25,8 +25,10 @@ use crate::error::ApiError;
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_GOING_AWAY: u16 = 1001;
-/// Websocket buffer sizes and the largest message a client may send.
-const READ_BUFFER: usize = 4 * 1024;
+/// Websocket buffer sizes and the largest message a client may send. The read buffer is
+/// allocated up front for every connection, and client messages are small GraphQL requests
+/// (a longer one is read in several chunks).
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
 /// How long a connection may stay silent (the clients ping) before it is closed.
