@@ -38,8 +38,11 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         tickets: u32,
         /// Seconds per measurement.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 5)]
         seconds: u32,
+        /// Rounds of ward then the ceiling per case; the median ratio is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Concurrent connections (wrk) and clients (pgbench).
         #[arg(long, default_value_t = 16)]
         connections: u32,
@@ -53,6 +56,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Subscriptions { subscribers, rate, seconds } => {
             subscriptions::run(&cli.ward, &subscribers, rate, seconds).await
         }
-        Command::Http { tickets, seconds, connections } => http::run(&cli.ward, tickets, seconds, connections).await,
+        Command::Http { tickets, seconds, rounds, connections } => {
+            http::run(&cli.ward, tickets, seconds, rounds, connections).await
+        }
     }
 }
