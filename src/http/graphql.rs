@@ -28,10 +28,14 @@ impl From<ApiError> for ApiErrorWithCode {
     }
 }
 
-fn error_response(error: ApiErrorWithCode) -> GraphQLResponse {
+fn coded_response(error: ApiErrorWithCode) -> async_graphql::Response {
     let mut server_error = ServerError::new(error.message, None);
     server_error.extensions.get_or_insert_with(Default::default).set("code", error.code);
-    async_graphql::Response::from_errors(vec![server_error]).into()
+    async_graphql::Response::from_errors(vec![server_error])
+}
+
+fn error_response(error: ApiErrorWithCode) -> GraphQLResponse {
+    coded_response(error).into()
 }
 
 /// `POST /graphql` and `GET /graphql`.
@@ -66,7 +70,9 @@ pub async fn graphql(
     if operation.writes && method == Method::GET {
         // A GET can be triggered across sites (a link, an image): it never writes.
         let error = ApiErrorWithCode { code: "BAD_REQUEST", message: "mutations must be sent with POST".into() };
-        return error_response(error).into_response();
+        let response = coded_response(error);
+        state.metrics.observe_operation(operation.kind, &response, None);
+        return GraphQLResponse::from(response).into_response();
     }
     let session = RlsSession::new(state.db.clone(), caller);
     if operation.writes {
