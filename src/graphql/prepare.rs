@@ -25,10 +25,12 @@ pub struct Operation {
     pub writes: bool,
 }
 
-/// Documents up to this long are kept parsed, by their text.
-const PARSED_CACHE_MAX_QUERY: usize = 8 * 1024;
+/// Documents up to this long are kept parsed, by their text. With the entries below, a
+/// client sending many distinct documents can make the cache hold at most some tens of MiB
+/// (a parsed document is roughly ten times its text); real clients send a few dozen.
+const PARSED_CACHE_MAX_QUERY: usize = 4 * 1024;
 /// How many parsed documents are kept (least recently used go first).
-const PARSED_CACHE_ENTRIES: usize = 1024;
+const PARSED_CACHE_ENTRIES: usize = 256;
 
 /// The persisted-query cache of one server, its parsed documents, and the preparation of its
 /// requests.
