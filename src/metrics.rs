@@ -1,5 +1,6 @@
 //! Prometheus metrics on `GET /metrics`: HTTP requests and their latency (a middleware),
-//! GraphQL operations by type and outcome with their latency (an async-graphql extension),
+//! GraphQL operations by type and outcome with their latency (counted by the HTTP handler,
+//! and by an async-graphql extension on the websocket schema),
 //! storage calls (a wrapper around the object store), and — read at scrape time — active
 //! subscriptions, realtime deliveries, listener reconnects and the request pool's use.
 //!

@@ -48,7 +48,9 @@ struct Update<'a> {
 
 #[derive(Deserialize)]
 struct Titled<'a> {
-    title: &'a str,
+    /// Borrowed unless the JSON string has escapes.
+    #[serde(borrow)]
+    title: std::borrow::Cow<'a, str>,
 }
 
 struct Shared {

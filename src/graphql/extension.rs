@@ -1,15 +1,16 @@
 //! The websocket schema's hook: a stable `extensions.code` on the parse and validation
 //! errors of operations sent over a websocket (over HTTP, `prepare` does this without a
-//! schema extension).
+//! schema extension), and a persisted query refused so that Apollo clients send the text.
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
+};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
 
-use super::prepare::{set_code, validation_code};
-use crate::error::ErrorCode;
+use super::prepare::{parse_code, set_code, validation_code};
 
 pub struct WardExtension;
 
@@ -21,6 +22,22 @@ impl ExtensionFactory for WardExtension {
 
 #[async_trait::async_trait]
 impl Extension for WardExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        // Persisted queries are an HTTP feature here; Apollo clients answer this by sending
+        // the document's text (and stop sending hashes on this link).
+        if request.query.is_empty() && request.extensions.contains_key("persistedQuery") {
+            let mut error = ServerError::new("PersistedQueryNotSupported", None);
+            set_code(&mut error, "PERSISTED_QUERY_NOT_SUPPORTED");
+            return Err(error);
+        }
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -29,7 +46,8 @@ impl Extension for WardExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables).await.map_err(|mut e| {
-            set_code(&mut e, ErrorCode::ParseFailed.as_str());
+            let code = parse_code(&e);
+            set_code(&mut e, code);
             e
         })
     }

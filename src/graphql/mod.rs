@@ -36,9 +36,6 @@ pub const MAX_DEPTH: usize = 15;
 /// Documents costlier than this (one point per field, times page sizes) are refused.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
-/// Automatic Persisted Queries remembered (per process).
-pub const APQ_CACHE_ENTRIES: usize = 1024;
-
 /// The pool of [`Services::aside`].
 #[derive(Clone)]
 pub struct AsidePool(pub DatabaseConnection);

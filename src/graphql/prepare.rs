@@ -7,12 +7,11 @@
 //! registry lookup per field), a large share of the cost of a page of tickets.
 
 use async_graphql::extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage};
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Request, Response, ServerError};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::APQ_CACHE_ENTRIES;
 use crate::error::ErrorCode;
 
 /// What the HTTP layer needs to know about a parsed request before it runs.
@@ -25,12 +24,31 @@ pub struct Operation {
     pub writes: bool,
 }
 
-/// Documents up to this long are kept parsed, by their text. With the entries below, a
-/// client sending many distinct documents can make the cache hold at most some tens of MiB
-/// (a parsed document is roughly ten times its text); real clients send a few dozen.
-const PARSED_CACHE_MAX_QUERY: usize = 4 * 1024;
-/// How many parsed documents are kept (least recently used go first).
-const PARSED_CACHE_ENTRIES: usize = 256;
+/// A prepared request: its operation, and a newly parsed document to remember once it has
+/// passed validation.
+pub struct Prepared {
+    pub operation: Operation,
+    learn: Option<Learn>,
+}
+
+enum Learn {
+    /// A persisted query registered with its text, by its hash.
+    Persisted(String, ExecutableDocument),
+    /// A document parsed from its text, by the text.
+    Parsed(String, ExecutableDocument),
+}
+
+/// The caches hold documents a client chose, so each entry is bounded: its text and its number
+/// of selections (a parsed selection is a few hundred bytes). At these bounds the two caches
+/// hold at most a few tens of MiB whatever is sent; real clients send a few dozen documents of
+/// a few dozen selections.
+const MAX_CACHED_SELECTIONS: usize = 500;
+/// Persisted queries remembered (per process), and the longest text remembered.
+const APQ_ENTRIES: usize = 512;
+const APQ_MAX_QUERY: usize = 16 * 1024;
+/// Parsed documents remembered by their text, and the longest text remembered.
+const PARSED_ENTRIES: usize = 256;
+const PARSED_MAX_QUERY: usize = 4 * 1024;
 
 /// The persisted-query cache of one server, its parsed documents, and the preparation of its
 /// requests.
@@ -44,10 +62,7 @@ pub struct Preparer {
 
 impl Default for Preparer {
     fn default() -> Self {
-        Preparer {
-            persisted: LruCacheStorage::new(APQ_CACHE_ENTRIES),
-            parsed: LruCacheStorage::new(PARSED_CACHE_ENTRIES),
-        }
+        Preparer { persisted: LruCacheStorage::new(APQ_ENTRIES), parsed: LruCacheStorage::new(PARSED_ENTRIES) }
     }
 }
 
@@ -61,12 +76,11 @@ struct PersistedQuery {
 impl Preparer {
     /// Resolves a persisted query and parses the document (kept in the request, so
     /// async-graphql does not parse it again). Errors carry their code.
-    pub async fn prepare(&self, request: &mut Request) -> Result<Operation, ServerError> {
-        if let Some(value) = request.extensions.remove("persistedQuery") {
-            self.persisted_query(request, value).await?;
-        } else {
-            self.parse(request).await?;
-        }
+    pub async fn prepare(&self, request: &mut Request) -> Result<Prepared, ServerError> {
+        let learn = match request.extensions.remove("persistedQuery") {
+            Some(value) => self.persisted_query(request, value).await?,
+            None => self.parse(request).await?,
+        };
         let operation_name = request.operation_name.clone();
         let document = request.parsed_query().map_err(parse_failed)?;
         let types: Vec<(Option<&str>, OperationType)> = match &document.operations {
@@ -78,7 +92,7 @@ impl Preparer {
             (many, Some(name)) => many.iter().find(|(n, _)| *n == Some(name)).map(|(_, ty)| *ty),
             (_, None) => None,
         };
-        Ok(Operation {
+        let operation = Operation {
             kind: match chosen {
                 Some(OperationType::Query) => "query",
                 Some(OperationType::Mutation) => "mutation",
@@ -86,12 +100,26 @@ impl Preparer {
                 None => "unknown",
             },
             writes: types.iter().any(|(_, ty)| *ty == OperationType::Mutation),
-        })
+        };
+        Ok(Prepared { operation, learn })
+    }
+
+    /// After execution: remembers the request's newly parsed document if it passed
+    /// validation (errors before execution have no path), so nothing invalid is kept.
+    pub async fn learn(&self, prepared: Prepared, response: &Response) {
+        if response.errors.iter().any(|e| e.path.is_empty()) {
+            return;
+        }
+        match prepared.learn {
+            Some(Learn::Persisted(hash, document)) => self.persisted.set(hash, document).await,
+            Some(Learn::Parsed(text, document)) => self.parsed.set(text, document).await,
+            None => {}
+        }
     }
 
     /// Apollo's Automatic Persisted Queries: the hash alone runs a remembered document; the
-    /// hash with the text (checked against it) remembers it.
-    async fn persisted_query(&self, request: &mut Request, value: async_graphql::Value) -> Result<(), ServerError> {
+    /// hash with the text (checked against it) runs it and has it remembered.
+    async fn persisted_query(&self, request: &mut Request, value: async_graphql::Value) -> Result<Option<Learn>, ServerError> {
         let persisted: PersistedQuery = async_graphql::from_value(value)
             .map_err(|_| coded("the persistedQuery extension is malformed", "BAD_REQUEST"))?;
         if persisted.version != 1 {
@@ -105,30 +133,51 @@ impl Preparer {
                 .await
                 .ok_or_else(|| coded("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"))?;
             request.set_parsed_query(document);
-            return Ok(());
+            return Ok(None);
         }
         let hash = format!("{:x}", Sha256::digest(request.query.as_bytes()));
         if persisted.sha256_hash != hash {
             return Err(coded("the persisted query's sha256Hash does not match its text", "BAD_REQUEST"));
         }
-        let document = request.parsed_query().map_err(parse_failed)?.clone();
-        self.persisted.set(hash, document).await;
-        Ok(())
+        let short = request.query.len() <= APQ_MAX_QUERY;
+        let document = request.parsed_query().map_err(parse_failed)?;
+        let keep = short && selections(document) <= MAX_CACHED_SELECTIONS;
+        Ok(keep.then(|| Learn::Persisted(hash, document.clone())))
     }
 
-    /// Parses the document, or takes it from the cache of documents parsed before.
-    async fn parse(&self, request: &mut Request) -> Result<(), ServerError> {
-        if request.query.len() > PARSED_CACHE_MAX_QUERY {
-            return request.parsed_query().map(|_| ()).map_err(parse_failed);
+    /// Parses the document, or takes it from the documents parsed before.
+    async fn parse(&self, request: &mut Request) -> Result<Option<Learn>, ServerError> {
+        if request.query.len() > PARSED_MAX_QUERY {
+            request.parsed_query().map_err(parse_failed)?;
+            return Ok(None);
         }
         if let Some(document) = self.parsed.get(request.query.clone()).await {
             request.set_parsed_query(document);
-            return Ok(());
+            return Ok(None);
         }
-        let document = request.parsed_query().map_err(parse_failed)?.clone();
-        self.parsed.set(request.query.clone(), document).await;
-        Ok(())
+        let text = request.query.clone();
+        let document = request.parsed_query().map_err(parse_failed)?;
+        let keep = selections(document) <= MAX_CACHED_SELECTIONS;
+        Ok(keep.then(|| Learn::Parsed(text, document.clone())))
     }
+}
+
+/// How many selections (fields, fragment spreads, inline fragments) a document spells out.
+fn selections(document: &ExecutableDocument) -> usize {
+    fn count(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| {
+                1 + match &item.node {
+                    Selection::Field(field) => count(&field.node.selection_set.node),
+                    Selection::FragmentSpread(_) => 0,
+                    Selection::InlineFragment(fragment) => count(&fragment.node.selection_set.node),
+                }
+            })
+            .sum()
+    }
+    let operations: usize = document.operations.iter().map(|(_, op)| count(&op.node.selection_set.node)).sum();
+    operations + document.fragments.values().map(|f| count(&f.node.selection_set.node)).sum::<usize>()
 }
 
 /// Gives every error of `response` without a code one: ward's own errors carry theirs, so
@@ -141,13 +190,24 @@ pub fn code_errors(response: &mut Response) {
 }
 
 /// The code of an error async-graphql raised before execution, from its (fixed) message.
+/// Unknown or missing operation names count as validation failures, as in the spec.
 pub fn validation_code(error: &ServerError) -> &'static str {
     match error.message.as_str() {
         "Query is nested too deep." => "QUERY_TOO_DEEP",
         "Query is too complex." => "QUERY_TOO_COMPLEX",
+        m if m.starts_with(RECURSION_LIMIT) => "QUERY_TOO_DEEP",
         _ => ErrorCode::ValidationFailed.as_str(),
     }
 }
+
+/// The code of an error from parsing a document: nesting past async-graphql's recursion
+/// limit (checked while parsing) is "too deep", like nesting past ours.
+pub fn parse_code(error: &ServerError) -> &'static str {
+    if error.message.starts_with(RECURSION_LIMIT) { "QUERY_TOO_DEEP" } else { ErrorCode::ParseFailed.as_str() }
+}
+
+/// How async-graphql's message for a document nested past its recursion limit begins.
+const RECURSION_LIMIT: &str = "The recursion depth of the query cannot be greater than";
 
 /// Sets `code` unless the error has one.
 pub fn set_code(error: &mut ServerError, code: &str) {
@@ -165,6 +225,7 @@ fn coded(message: &str, code: &str) -> ServerError {
 
 fn parse_failed(error: ServerError) -> ServerError {
     let mut error = error;
-    set_code(&mut error, ErrorCode::ParseFailed.as_str());
+    let code = parse_code(&error);
+    set_code(&mut error, code);
     error
 }

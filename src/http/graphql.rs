@@ -59,26 +59,27 @@ pub async fn graphql(
         Err(error) => return refused(&state, ApiError::from(error)),
     };
     let mut request = request.into_inner();
-    let operation = match state.preparer.prepare(&mut request).await {
-        Ok(operation) => operation,
+    let started = std::time::Instant::now();
+    let prepared = match state.preparer.prepare(&mut request).await {
+        Ok(prepared) => prepared,
         Err(error) => {
             let response = async_graphql::Response::from_errors(vec![error]);
-            state.metrics.observe_operation("unknown", &response, None);
+            state.metrics.observe_operation("unknown", &response, Some(started.elapsed()));
             return GraphQLResponse::from(response).into_response();
         }
     };
+    let operation = prepared.operation;
     if operation.writes && method == Method::GET {
         // A GET can be triggered across sites (a link, an image): it never writes.
         let error = ApiErrorWithCode { code: "BAD_REQUEST", message: "mutations must be sent with POST".into() };
         let response = coded_response(error);
-        state.metrics.observe_operation(operation.kind, &response, None);
+        state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
         return GraphQLResponse::from(response).into_response();
     }
     let session = RlsSession::new(state.db.clone(), caller);
     if operation.writes {
         session.allow_writes();
     }
-    let started = std::time::Instant::now();
     let mut response = state.schema.execute(request.data(RequestData::new(session.clone()))).await;
     // Each mutation ran in a savepoint, so refused ones left nothing behind; an internal error
     // may have left the transaction unusable, so then nothing is kept.
@@ -95,6 +96,7 @@ pub async fn graphql(
         response = async_graphql::Response::from_errors(vec![server_error]);
     }
     prepare::code_errors(&mut response);
+    state.preparer.learn(prepared, &response).await;
     state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
     GraphQLResponse::from(response).into_response()
 }

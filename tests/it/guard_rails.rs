@@ -26,6 +26,13 @@ async fn deep_and_costly_documents_are_refused_before_they_run() {
     let deep = format!("{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}", "ofType { ".repeat(12), "} ".repeat(12));
     let response = app.graphql(Some("manager@demo.test"), &deep, json!({})).await;
     assert_eq!(error_code(&response), Some("QUERY_TOO_DEEP"), "{response}");
+    // Past async-graphql's own recursion limit (32, checked while parsing): the same code.
+    let deeper = format!("{{ {}me{} }}", "a { ".repeat(40), " }".repeat(40));
+    let response = app.graphql(Some("manager@demo.test"), &deeper, json!({})).await;
+    assert_eq!(error_code(&response), Some("QUERY_TOO_DEEP"), "{response}");
+    // An operation name the document does not have.
+    let response = post(&app, json!({ "query": "query A { me { id } }", "operationName": "B" })).await;
+    assert_eq!(error_code(&response), Some("GRAPHQL_VALIDATION_FAILED"), "{response}");
 
     let page = "tickets(first: 100) { nodes { id title description status category priority isSensitive trackingNumber
         createdAt updatedAt version slaDueAt reporter { id displayName email phone role } assignee { id displayName email phone role }
@@ -93,22 +100,34 @@ async fn oversized_bodies_and_non_graphql_requests() {
 #[tokio::test]
 async fn get_reads_but_never_writes() {
     let app = spawn_app().await;
-    let get = |query: &str| {
-        let url = reqwest::Url::parse_with_params(&format!("http://{}/graphql", app.addr), [("query", query)]).unwrap();
-        app.http
-            .get(url)
-            .bearer_auth(app.token("manager@demo.test"))
-            .send()
+    let get = |params: Vec<(&'static str, String)>| {
+        let url = reqwest::Url::parse_with_params(&format!("http://{}/graphql", app.addr), params).unwrap();
+        app.http.get(url).bearer_auth(app.token("manager@demo.test")).send()
     };
-    let read: Value = get("{ me { role } }").await.unwrap().json().await.unwrap();
+    let read: Value = get(vec![("query", "{ me { role } }".into())]).await.unwrap().json().await.unwrap();
     assert_eq!(read["data"]["me"]["role"], "MANAGER", "{read}");
-    let write: Value = get("mutation { createTicket(input: { title: \"via GET\", category: OTHER }) { id } }")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+
+    let mutation = "mutation { createTicket(input: { title: \"via GET\", category: OTHER }) { id } }";
+    let write: Value = get(vec![("query", mutation.into())]).await.unwrap().json().await.unwrap();
     assert_eq!(error_code(&write), Some("BAD_REQUEST"), "{write}");
+    // The same text once it has run over POST (and is remembered, parsed and persisted):
+    // still refused over GET, by its text or by its hash.
+    let hash = format!("{:x}", Sha256::digest(mutation.as_bytes()));
+    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let posted = post(&app, json!({ "query": mutation, "extensions": persisted })).await;
+    assert!(posted["data"]["createTicket"]["id"].is_string(), "{posted}");
+    let write: Value = get(vec![("query", mutation.into())]).await.unwrap().json().await.unwrap();
+    assert_eq!(error_code(&write), Some("BAD_REQUEST"), "{write}");
+    let write: Value = get(vec![("extensions", persisted.to_string())]).await.unwrap().json().await.unwrap();
+    assert_eq!(error_code(&write), Some("BAD_REQUEST"), "{write}");
+    // A document with a mutation in it is refused over GET even when a query is chosen.
+    let both = format!("query Read {{ me {{ id }} }} {mutation}").replacen("mutation {", "mutation Write {", 1);
+    let write: Value = get(vec![("query", both), ("operationName", "Read".into())]).await.unwrap().json().await.unwrap();
+    assert_eq!(error_code(&write), Some("BAD_REQUEST"), "{write}");
+
+    // Only the POST made a ticket.
     let count = app.graphql(Some("manager@demo.test"), "{ tickets(filter: { search: \"via GET\" }) { totalCount } }", json!({})).await;
-    assert_eq!(count["data"]["tickets"]["totalCount"], 0);
+    assert_eq!(count["data"]["tickets"]["totalCount"], 1);
+    let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"ward_graphql_operations_total{operation="mutation",outcome="BAD_REQUEST"} 3"#), "{metrics}");
 }

@@ -298,3 +298,42 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
         break;
     }
 }
+
+#[tokio::test]
+async fn errors_over_the_websocket_carry_codes() {
+    let app = spawn_app().await;
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    let deep = format!("subscription {}ticketUpdates{}", "{ a ".repeat(40), " }".repeat(40));
+    let cases = [
+        (json!({ "query": "subscription { ticketUpdates { " }), "GRAPHQL_PARSE_FAILED"),
+        (json!({ "query": deep }), "QUERY_TOO_DEEP"),
+        (json!({ "query": "subscription { ticketUpdates { nope } }" }), "GRAPHQL_VALIDATION_FAILED"),
+        // Persisted queries are an HTTP feature: Apollo clients send the text on this code.
+        (
+            json!({ "query": "", "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "0".repeat(64) } } }),
+            "PERSISTED_QUERY_NOT_SUPPORTED",
+        ),
+    ];
+    for (n, (payload, code)) in cases.into_iter().enumerate() {
+        let id = format!("e{n}");
+        let message = json!({ "id": id, "type": "subscribe", "payload": payload });
+        client.ws.send(Message::text(message.to_string())).await.unwrap();
+        let answer = client.next(Duration::from_secs(5)).await.expect("an answer");
+        assert_eq!(answer["id"], id.as_str(), "{answer}");
+        // async-graphql answers a request that fails before execution with `next` carrying
+        // the errors (and then `complete`), or with `error`.
+        let errors = match answer["type"].as_str() {
+            Some("error") => answer["payload"].clone(),
+            Some("next") => answer["payload"]["errors"].clone(),
+            _ => panic!("unexpected {answer}"),
+        };
+        assert_eq!(errors[0]["extensions"]["code"], code, "{answer}");
+        if answer["type"] == "next" {
+            let complete = client.next(Duration::from_secs(5)).await.expect("complete");
+            assert_eq!(complete["type"], "complete", "{complete}");
+        }
+    }
+    // The connection is still usable afterwards.
+    client.subscribe("live", json!({})).await;
+    client.nothing_for(Duration::from_millis(200)).await;
+}
