@@ -1,12 +1,61 @@
 //! Opaque list cursors: a place in a list ordered by a timestamp, then an id, tagged with the
 //! list (and order) it belongs to, so a cursor of one list is refused by another.
 
+use std::marker::PhantomData;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::DomainError;
+
+/// A row of a list that pages by creation time, then id.
+pub trait Listed {
+    /// Names the list in its cursors (a cursor of another list is refused).
+    const TAG: &'static str;
+    fn place(&self) -> (DateTime<Utc>, Uuid);
+}
+
+/// A place in a list of `T` (by creation time, then id). Opaque to clients.
+#[derive(Debug)]
+pub struct Place<T> {
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) id: Uuid,
+    list: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Place<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Place<T> {}
+
+impl<T> PartialEq for Place<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.created_at, self.id) == (other.created_at, other.id)
+    }
+}
+
+impl<T> Eq for Place<T> {}
+
+impl<T: Listed> Place<T> {
+    pub fn of(row: &T) -> Self {
+        let (created_at, id) = row.place();
+        Place { created_at, id, list: PhantomData }
+    }
+
+    pub fn encode(&self) -> String {
+        encode(T::TAG, self.created_at, self.id)
+    }
+
+    pub fn decode(text: &str) -> Result<Self, DomainError> {
+        let (created_at, id) = decode(T::TAG, text)?;
+        Ok(Place { created_at, id, list: PhantomData })
+    }
+}
 
 /// Encodes a place as `base64url("{tag}|{micros}|{id}")`.
 pub fn encode(tag: &str, at: DateTime<Utc>, id: Uuid) -> String {

@@ -353,24 +353,12 @@ fn process_image(bytes: &[u8], declared: ImageType) -> Result<Processed, String>
 }
 
 /// A place in a list of photos (newest first). Opaque to clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PhotoCursor {
-    created_at: DateTime<Utc>,
-    id: Uuid,
-}
+pub type PhotoCursor = super::cursor::Place<photo::Model>;
 
-impl PhotoCursor {
-    pub fn of(photo: &photo::Model) -> Self {
-        PhotoCursor { created_at: photo.created_at.to_utc(), id: photo.id }
-    }
-
-    pub fn encode(&self) -> String {
-        super::cursor::encode("ph1", self.created_at, self.id)
-    }
-
-    pub fn decode(text: &str) -> Result<Self, DomainError> {
-        let (created_at, id) = super::cursor::decode("ph1", text)?;
-        Ok(PhotoCursor { created_at, id })
+impl super::cursor::Listed for photo::Model {
+    const TAG: &'static str = "ph1";
+    fn place(&self) -> (DateTime<Utc>, Uuid) {
+        (self.created_at.to_utc(), self.id)
     }
 }
 

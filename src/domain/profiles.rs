@@ -151,24 +151,12 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<profile::
 }
 
 /// A place in the list of profiles (by creation time, then id). Opaque to clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileCursor {
-    created_at: DateTime<Utc>,
-    id: Uuid,
-}
+pub type ProfileCursor = super::cursor::Place<profile::Model>;
 
-impl ProfileCursor {
-    pub fn of(profile: &profile::Model) -> Self {
-        ProfileCursor { created_at: profile.created_at.to_utc(), id: profile.id }
-    }
-
-    pub fn encode(&self) -> String {
-        super::cursor::encode("p1", self.created_at, self.id)
-    }
-
-    pub fn decode(text: &str) -> Result<Self, DomainError> {
-        let (created_at, id) = super::cursor::decode("p1", text)?;
-        Ok(ProfileCursor { created_at, id })
+impl super::cursor::Listed for profile::Model {
+    const TAG: &'static str = "p1";
+    fn place(&self) -> (DateTime<Utc>, Uuid) {
+        (self.created_at.to_utc(), self.id)
     }
 }
 
