@@ -1,8 +1,11 @@
 //! What a resolver finds in a request's data, fetched without panicking.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Context;
+use entity::{media, profile};
+use uuid::Uuid;
 
 use super::Loaders;
 use crate::db::{RlsSession, SessionError};
@@ -24,9 +27,24 @@ impl RequestData {
 
 /// Where an object's nested fields load from: the HTTP request's data, or, for objects of a
 /// subscription event, a scope of their own (a websocket has no request transaction), whose
-/// session and loaders are made only if a nested field asks for them.
+/// session and loaders are made only if a nested field asks for them. A list may also hand
+/// its items rows it loaded ahead for them (see [`Prefetched`]).
 #[derive(Clone, Default)]
-pub struct Scope(Option<Arc<OwnScope>>);
+pub struct Scope {
+    own: Option<Arc<OwnScope>>,
+    ahead: Option<Arc<Prefetched>>,
+}
+
+/// Rows a page of tickets loaded ahead for its items' nested fields, seen with look-ahead:
+/// one statement for all items and no DataLoader round (nor its batch wait). Loaded in the
+/// request's session, so under the caller's policies like the loaders.
+#[derive(Default)]
+pub struct Prefetched {
+    /// Every profile id the page refers to: `None` where the caller may not see it.
+    pub profiles: Option<HashMap<Uuid, Option<profile::Model>>>,
+    /// The files of every ticket of the page (absent: none).
+    pub media: Option<HashMap<Uuid, Vec<media::Model>>>,
+}
 
 /// A subscription event's own scope.
 pub struct OwnScope {
@@ -37,11 +55,21 @@ pub struct OwnScope {
 impl Scope {
     /// A scope of its own for one event of `subscriber` (its pool and caller).
     pub fn own(subscriber: Arc<(sea_orm::DatabaseConnection, crate::auth::Caller)>) -> Self {
-        Scope(Some(Arc::new(OwnScope { subscriber, data: std::sync::OnceLock::new() })))
+        Scope { own: Some(Arc::new(OwnScope { subscriber, data: std::sync::OnceLock::new() })), ahead: None }
+    }
+
+    /// The request's scope, with rows loaded ahead for the objects made in it.
+    pub fn prefetched(ahead: Prefetched) -> Self {
+        Scope { own: None, ahead: Some(Arc::new(ahead)) }
+    }
+
+    /// What was loaded ahead for this object, if anything.
+    pub fn ahead(&self) -> Option<&Prefetched> {
+        self.ahead.as_deref()
     }
 
     pub fn data<'a>(&'a self, ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
-        match &self.0 {
+        match &self.own {
             Some(own) => Ok(own.data.get_or_init(|| {
                 let (pool, caller) = &*own.subscriber;
                 RequestData::new(RlsSession::new(pool.clone(), caller.clone()))

@@ -3,10 +3,12 @@
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::enums::{self, UploadPurpose};
-use entity::{media, ticket, ticket_event, ward};
+use entity::{media, profile, ticket, ticket_event, ward};
+use uuid::Uuid;
 
-use super::context::{Scope, parse_id, run, storage};
+use super::context::{Prefetched, Scope, parse_id, run, storage};
 use super::profile::Profile;
+use crate::domain::profiles;
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
 use crate::domain::uploads;
 use crate::error::ApiError;
@@ -101,13 +103,13 @@ impl Ticket {
     /// Who reported it; null where the caller may not see that profile.
     async fn reporter(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.reporter_id else { return Ok(None) };
-        Ok(self.1.data(ctx)?.loaders.profile().load_one(id).await?.map(|p| Profile(p, self.1.clone())))
+        Ok(self.profile(ctx, id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     /// Who works on it; null when unassigned or where the caller may not see that profile.
     async fn assignee(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let Some(id) = self.0.assignee_id else { return Ok(None) };
-        Ok(self.1.data(ctx)?.loaders.profile().load_one(id).await?.map(|p| Profile(p, self.1.clone())))
+        Ok(self.profile(ctx, id).await?.map(|p| Profile(p, self.1.clone())))
     }
 
     /// Evidence files (including GBV evidence, for those who may read it).
@@ -151,7 +153,18 @@ impl Ticket {
 }
 
 impl Ticket {
+    /// A profile the ticket refers to: loaded ahead by its page, or through the loader.
+    async fn profile(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<profile::Model>> {
+        if let Some(found) = self.1.ahead().and_then(|a| a.profiles.as_ref()).and_then(|p| p.get(&id)) {
+            return Ok(found.clone());
+        }
+        Ok(self.1.data(ctx)?.loaders.profile().load_one(id).await?)
+    }
+
     async fn media_rows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<media::Model>> {
+        if let Some(media) = self.1.ahead().and_then(|a| a.media.as_ref()) {
+            return Ok(media.get(&self.0.id).cloned().unwrap_or_default());
+        }
         Ok(self.1.data(ctx)?.loaders.ticket_media().load_one(self.0.id).await?.unwrap_or_default())
     }
 }
@@ -346,6 +359,9 @@ pub struct TicketConnection {
     pub page: TicketPage,
     pub filter: DomainFilter,
     pub field: OrderField,
+    /// The scope its tickets are made in, with what was loaded ahead for them (once, by
+    /// whichever of `nodes` and `edges` comes first).
+    pub items: tokio::sync::OnceCell<Scope>,
 }
 
 /// One ticket of a page, with its cursor.
@@ -355,12 +371,52 @@ pub struct TicketEdge {
     pub cursor: String,
     #[graphql(skip)]
     pub ticket: ticket::Model,
+    #[graphql(skip)]
+    pub scope: Scope,
 }
 
 #[ComplexObject]
 impl TicketEdge {
     async fn node(&self) -> Ticket {
-        Ticket(self.ticket.clone(), Scope::default())
+        Ticket(self.ticket.clone(), self.scope.clone())
+    }
+}
+
+impl TicketConnection {
+    /// The scope the page's tickets are made in: the profiles and files their selected
+    /// fields (`ticket`) will ask for, loaded ahead in two statements at most.
+    async fn items(&self, ctx: &Context<'_>, ticket: async_graphql::Lookahead<'_>) -> Result<Scope, ApiError> {
+        let wants_profiles = ticket.field("reporter").exists() || ticket.field("assignee").exists();
+        let wants_media = ticket.field("evidence").exists() || ticket.field("media").exists();
+        let tickets = &self.page.tickets;
+        let scope = self
+            .items
+            .get_or_try_init(|| async {
+                if tickets.is_empty() || !(wants_profiles || wants_media) {
+                    return Ok(Scope::default());
+                }
+                let mut profile_ids: Vec<Uuid> =
+                    tickets.iter().flat_map(|t| [t.reporter_id, t.assignee_id]).flatten().collect();
+                profile_ids.sort_unstable();
+                profile_ids.dedup();
+                let ticket_ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
+                let (profiles, media) = run(ctx, async |tx| {
+                    let profiles = match wants_profiles {
+                        true => Some(profiles::by_ids(tx, &profile_ids).await?),
+                        false => None,
+                    };
+                    let media = match wants_media {
+                        true => Some(tickets::media_by_ticket(tx, &ticket_ids).await?),
+                        false => None,
+                    };
+                    Ok((profiles, media))
+                })
+                .await?;
+                let profiles = profiles.map(|mut found| profile_ids.iter().map(|id| (*id, found.remove(id))).collect());
+                Ok::<_, ApiError>(Scope::prefetched(Prefetched { profiles, media }))
+            })
+            .await?;
+        Ok(scope.clone())
     }
 }
 
@@ -375,16 +431,19 @@ pub struct PageInfo {
 
 #[Object]
 impl TicketConnection {
-    async fn edges(&self) -> Vec<TicketEdge> {
-        self.page
+    async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEdge>> {
+        let scope = self.items(ctx, ctx.look_ahead().field("node")).await?;
+        Ok(self
+            .page
             .tickets
             .iter()
-            .map(|t| TicketEdge { cursor: Cursor::of(self.field, t).encode(), ticket: t.clone() })
-            .collect()
+            .map(|t| TicketEdge { cursor: Cursor::of(self.field, t).encode(), ticket: t.clone(), scope: scope.clone() })
+            .collect())
     }
 
-    async fn nodes(&self) -> Vec<Ticket> {
-        self.page.tickets.iter().cloned().map(|t| Ticket(t, Scope::default())).collect()
+    async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Ticket>> {
+        let scope = self.items(ctx, ctx.look_ahead()).await?;
+        Ok(self.page.tickets.iter().cloned().map(|t| Ticket(t, scope.clone())).collect())
     }
 
     async fn page_info(&self) -> PageInfo {

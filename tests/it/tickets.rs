@@ -87,6 +87,19 @@ async fn the_gbv_firewall_on_reads() {
         let response = app.graphql(Some(who), query, json!({ "id": t(1) })).await;
         assert!(data(&response, "ticket").is_null(), "{who}");
     }
+    // A page loads its tickets' files ahead: for every person and ticket it shows exactly
+    // what the single ticket shows (checked against the contract above).
+    let page = "{ tickets(first: 100) { nodes { id media { bucket } evidence { bucket } } } }";
+    let single = "query($id: ID!) { ticket(id: $id) { id media { bucket } evidence { bucket } } }";
+    for who in ALL {
+        let response = app.graphql(Some(who), page, json!({})).await;
+        let nodes = data(&response, "tickets")["nodes"].as_array().unwrap().clone();
+        for n in [1, 3] {
+            let in_page = nodes.iter().find(|node| node["id"] == t(n)).cloned().unwrap_or(Value::Null);
+            let alone = app.graphql(Some(who), single, json!({ "id": t(n) })).await;
+            assert_eq!(&in_page, data(&alone, "ticket"), "{who}, ticket {n}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -103,6 +116,23 @@ async fn reporter_and_assignee_are_null_where_the_profile_is_hidden() {
     let response = app.graphql(Some(MANAGER), query, json!({ "id": t(1) })).await;
     let ticket = data(&response, "ticket");
     assert_eq!(ticket["assignee"]["displayName"], "Sipho Worker");
+
+    // The same through a page, which loads its tickets' profiles ahead: by nodes and by edges.
+    let page = "{ tickets(first: 100) { nodes { id reporter { displayName } assignee { displayName } }
+        edges { node { id assignee { displayName } } } } }";
+    let find = |response: &Value, list: &str, id: &str| -> Value {
+        let items = data(response, "tickets")[list].as_array().unwrap().clone();
+        let item = items.into_iter().find(|i| i["id"] == id || i["node"]["id"] == id).expect("the ticket in the page");
+        if list == "edges" { item["node"].clone() } else { item }
+    };
+    let response = app.graphql(Some(CITIZEN), page, json!({})).await;
+    let node = find(&response, "nodes", &t(1));
+    assert_eq!(node["reporter"]["displayName"], "Thandi Citizen", "{node}");
+    assert!(node["assignee"].is_null(), "{node}");
+    assert!(find(&response, "edges", &t(1))["assignee"].is_null());
+    let response = app.graphql(Some(MANAGER), page, json!({})).await;
+    assert_eq!(find(&response, "nodes", &t(1))["assignee"]["displayName"], "Sipho Worker");
+    assert_eq!(find(&response, "edges", &t(1))["assignee"]["displayName"], "Sipho Worker");
 }
 
 const CREATE: &str = "mutation($input: CreateTicketInput!) { createTicket(input: $input) {
