@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Context;
-use entity::{media, profile};
+use entity::{media, municipality, profile};
 use uuid::Uuid;
 
 use super::Loaders;
@@ -35,11 +35,14 @@ pub struct Scope {
     ahead: Option<Arc<Prefetched>>,
 }
 
-/// Rows a page of tickets loaded ahead for its items' nested fields, seen with look-ahead:
-/// one statement for all items and no DataLoader round (nor its batch wait). Loaded in the
-/// request's session, so under the caller's policies like the loaders.
+/// Rows a resolver loaded ahead for the nested fields of the objects it returns, seen with
+/// look-ahead: one statement for all of them and no DataLoader round (a spawned batch task,
+/// its wait and its wake-ups). Loaded in the request's session, so under the caller's
+/// policies like the loaders. A field whose rows were not loaded ahead uses its loader.
 #[derive(Default)]
 pub struct Prefetched {
+    /// Every municipality id asked for: `None` where the caller may not see it.
+    pub municipalities: Option<HashMap<Uuid, Option<municipality::Model>>>,
     /// Every profile id the page refers to: `None` where the caller may not see it.
     pub profiles: Option<HashMap<Uuid, Option<profile::Model>>>,
     /// The files of every ticket of the page (absent: none).

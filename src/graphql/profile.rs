@@ -75,8 +75,12 @@ impl Profile {
 
     /// The municipality the person belongs to.
     async fn municipality(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Municipality>> {
+        let id = self.0.municipality_id;
+        if let Some(found) = self.1.ahead().and_then(|a| a.municipalities.as_ref()).and_then(|m| m.get(&id)) {
+            return Ok(found.clone().map(Municipality));
+        }
         let loaders = &self.1.data(ctx)?.loaders;
-        Ok(loaders.municipality().load_one(self.0.municipality_id).await?.map(Municipality))
+        Ok(loaders.municipality().load_one(id).await?.map(Municipality))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

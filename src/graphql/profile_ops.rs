@@ -4,10 +4,11 @@
 
 use async_graphql::{Context, ID, MaybeUndefined, Object};
 
-use super::context::{Scope, aside_pool, caller, parse_id, run, run_mutation, storage};
+use super::context::{Prefetched, Scope, aside_pool, caller, parse_id, run, run_mutation, storage};
 use super::photo::{Photo, PhotoUploadInput};
 use super::profile::{Profile, ProfileConnection, RegisterProfileInput, Role, UpdateMyProfileInput};
 use super::uploads::UploadIntent;
+use crate::domain::municipalities;
 use crate::domain::photos::{self, NewPhotoUpload};
 use crate::domain::profiles::{self, ProfileChanges, ProfileCursor};
 use crate::domain::values::{DisplayName, Phone, Slug};
@@ -25,8 +26,19 @@ impl ProfileQuery {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
         let caller = caller(ctx)?;
         let pool = aside_pool(ctx);
-        let me = run(ctx, async |tx| profiles::me_linking(tx, pool, caller).await).await?;
-        Ok(me.map(|p| Profile(p, Scope::default())))
+        let Some(me) = run(ctx, async |tx| profiles::me_linking(tx, pool, caller).await).await? else {
+            return Ok(None);
+        };
+        // Asked for nearly every time (a client's first question), so loaded here rather than
+        // through the municipality loader's batch round.
+        let scope = if ctx.look_ahead().field("municipality").exists() {
+            let id = me.municipality_id;
+            let mut found = run(ctx, async |tx| municipalities::by_ids(tx, &[id]).await).await?;
+            Scope::prefetched(Prefetched { municipalities: Some([(id, found.remove(&id))].into()), ..Default::default() })
+        } else {
+            Scope::default()
+        };
+        Ok(Some(Profile(me, scope)))
     }
 
     /// A profile the caller may see (their own; managers, SAPS liaisons and admins: their

@@ -2,8 +2,8 @@
 
 use async_graphql::{Context, ID, MergedObject, Object};
 
-use super::context::{Scope, parse_id, run};
-use super::ticket::{Ticket, TicketConnection, TicketFilter, TicketOrder};
+use super::context::{parse_id, run};
+use super::ticket::{Ticket, TicketConnection, TicketFilter, TicketOrder, ahead_for};
 use crate::domain::tickets::{self, Page};
 use crate::domain::values::TrackingNumber;
 use crate::error::ApiError;
@@ -21,7 +21,9 @@ impl TicketQuery {
     /// A ticket the caller may see; null otherwise.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
         let id = parse_id(&id, "id")?;
-        Ok(run(ctx, async |tx| tickets::get(tx, id).await).await?.map(|t| Ticket(t, Scope::default())))
+        let Some(ticket) = run(ctx, async |tx| tickets::get(tx, id).await).await? else { return Ok(None) };
+        let scope = ahead_for(ctx, std::slice::from_ref(&ticket), ctx.look_ahead()).await?;
+        Ok(Some(Ticket(ticket, scope)))
     }
 
     /// A ticket by its tracking number, e.g. `DEMO-2026-000042`; null if the caller may not see it.
@@ -31,7 +33,11 @@ impl TicketQuery {
         tracking_number: String,
     ) -> async_graphql::Result<Option<Ticket>> {
         let number = TrackingNumber::parse(&tracking_number).map_err(ApiError::from)?;
-        Ok(run(ctx, async |tx| tickets::by_tracking_number(tx, &number).await).await?.map(|t| Ticket(t, Scope::default())))
+        let Some(ticket) = run(ctx, async |tx| tickets::by_tracking_number(tx, &number).await).await? else {
+            return Ok(None);
+        };
+        let scope = ahead_for(ctx, std::slice::from_ref(&ticket), ctx.look_ahead()).await?;
+        Ok(Some(Ticket(ticket, scope)))
     }
 
     /// The tickets the caller may see, a page at a time (at most 100 per page; 20 by default).

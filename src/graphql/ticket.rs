@@ -383,41 +383,37 @@ impl TicketEdge {
 }
 
 impl TicketConnection {
-    /// The scope the page's tickets are made in: the profiles and files their selected
-    /// fields (`ticket`) will ask for, loaded ahead in two statements at most.
+    /// The scope the page's tickets are made in (see [`ahead_for`]), loaded once.
     async fn items(&self, ctx: &Context<'_>, ticket: async_graphql::Lookahead<'_>) -> Result<Scope, ApiError> {
-        let wants_profiles = ticket.field("reporter").exists() || ticket.field("assignee").exists();
-        let wants_media = ticket.field("evidence").exists() || ticket.field("media").exists();
-        let tickets = &self.page.tickets;
-        let scope = self
-            .items
-            .get_or_try_init(|| async {
-                if tickets.is_empty() || !(wants_profiles || wants_media) {
-                    return Ok(Scope::default());
-                }
-                let mut profile_ids: Vec<Uuid> =
-                    tickets.iter().flat_map(|t| [t.reporter_id, t.assignee_id]).flatten().collect();
-                profile_ids.sort_unstable();
-                profile_ids.dedup();
-                let ticket_ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
-                let (profiles, media) = run(ctx, async |tx| {
-                    let profiles = match wants_profiles {
-                        true => Some(profiles::by_ids(tx, &profile_ids).await?),
-                        false => None,
-                    };
-                    let media = match wants_media {
-                        true => Some(tickets::media_by_ticket(tx, &ticket_ids).await?),
-                        false => None,
-                    };
-                    Ok((profiles, media))
-                })
-                .await?;
-                let profiles = profiles.map(|mut found| profile_ids.iter().map(|id| (*id, found.remove(id))).collect());
-                Ok::<_, ApiError>(Scope::prefetched(Prefetched { profiles, media }))
-            })
-            .await?;
+        let scope = self.items.get_or_try_init(|| ahead_for(ctx, &self.page.tickets, ticket)).await?;
         Ok(scope.clone())
     }
+}
+
+/// The scope to make `tickets` in: the profiles and files their selected fields (`ticket`,
+/// the look-ahead of one ticket) will ask for, loaded ahead in two statements at most.
+pub async fn ahead_for(
+    ctx: &Context<'_>,
+    tickets: &[ticket::Model],
+    ticket: async_graphql::Lookahead<'_>,
+) -> Result<Scope, ApiError> {
+    let wants_profiles = ticket.field("reporter").exists() || ticket.field("assignee").exists();
+    let wants_media = ticket.field("evidence").exists() || ticket.field("media").exists();
+    if tickets.is_empty() || !(wants_profiles || wants_media) {
+        return Ok(Scope::default());
+    }
+    let mut profile_ids: Vec<Uuid> = tickets.iter().flat_map(|t| [t.reporter_id, t.assignee_id]).flatten().collect();
+    profile_ids.sort_unstable();
+    profile_ids.dedup();
+    let ticket_ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
+    let (profiles, media) = run(ctx, async |tx| {
+        let profiles = if wants_profiles { Some(profiles::by_ids(tx, &profile_ids).await?) } else { None };
+        let media = if wants_media { Some(tickets::media_by_ticket(tx, &ticket_ids).await?) } else { None };
+        Ok((profiles, media))
+    })
+    .await?;
+    let profiles = profiles.map(|mut found| profile_ids.iter().map(|id| (*id, found.remove(id))).collect());
+    Ok(Scope::prefetched(Prefetched { profiles, media, ..Default::default() }))
 }
 
 /// Where a page sits in its list.
