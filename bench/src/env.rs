@@ -67,6 +67,10 @@ impl Env {
             .env("WARD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        // tokio reads its worker count from the environment: let a run try other counts.
+        if let Ok(workers) = std::env::var("TOKIO_WORKER_THREADS") {
+            command.env("TOKIO_WORKER_THREADS", workers);
+        }
         for (k, v) in extra_env {
             command.env(k, v);
         }
