@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Context;
-use entity::{media, municipality, profile};
+use entity::{media, municipality, profile, ticket_event, ward};
 use uuid::Uuid;
 
 use super::Loaders;
@@ -47,6 +47,10 @@ pub struct Prefetched {
     pub profiles: Option<HashMap<Uuid, Option<profile::Model>>>,
     /// The files of every ticket of the page (absent: none).
     pub media: Option<HashMap<Uuid, Vec<media::Model>>>,
+    /// Every ward id asked for: `None` where the caller may not see it.
+    pub wards: Option<HashMap<Uuid, Option<ward::Model>>>,
+    /// The history of every ticket of the page (absent: none).
+    pub events: Option<HashMap<Uuid, Vec<ticket_event::Model>>>,
 }
 
 /// A subscription event's own scope.

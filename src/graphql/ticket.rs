@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::context::{Prefetched, Scope, parse_id, run, storage};
 use super::profile::Profile;
-use crate::domain::profiles;
+use crate::domain::{municipalities, profiles};
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
 use crate::domain::uploads;
 use crate::error::ApiError;
@@ -97,6 +97,9 @@ impl Ticket {
 
     async fn ward(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Ward>> {
         let Some(id) = self.0.ward_id else { return Ok(None) };
+        if let Some(found) = self.1.ahead().and_then(|a| a.wards.as_ref()).and_then(|w| w.get(&id)) {
+            return Ok(found.clone().map(Ward));
+        }
         Ok(self.1.data(ctx)?.loaders.ward().load_one(id).await?.map(Ward))
     }
 
@@ -129,7 +132,10 @@ impl Ticket {
 
     /// The ticket's history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
-        let events = self.1.data(ctx)?.loaders.ticket_events().load_one(self.0.id).await?;
+        let events = match self.1.ahead().and_then(|a| a.events.as_ref()) {
+            Some(ahead) => ahead.get(&self.0.id).cloned(),
+            None => self.1.data(ctx)?.loaders.ticket_events().load_one(self.0.id).await?,
+        };
         Ok(events.unwrap_or_default().into_iter().map(|e| TicketEvent(e, self.1.clone())).collect())
     }
 
@@ -390,8 +396,9 @@ impl TicketConnection {
     }
 }
 
-/// The scope to make `tickets` in: the profiles and files their selected fields (`ticket`,
-/// the look-ahead of one ticket) will ask for, loaded ahead in two statements at most.
+/// The scope to make `tickets` in: the profiles, files, wards and histories their selected
+/// fields (`ticket`, the look-ahead of one ticket) will ask for, loaded ahead, one statement
+/// for each kind selected.
 pub async fn ahead_for(
     ctx: &Context<'_>,
     tickets: &[ticket::Model],
@@ -399,21 +406,40 @@ pub async fn ahead_for(
 ) -> Result<Scope, ApiError> {
     let wants_profiles = ticket.field("reporter").exists() || ticket.field("assignee").exists();
     let wants_media = ticket.field("evidence").exists() || ticket.field("media").exists();
-    if tickets.is_empty() || !(wants_profiles || wants_media) {
+    let wants_wards = ticket.field("ward").exists();
+    let wants_events = ticket.field("events").exists();
+    if tickets.is_empty() || !(wants_profiles || wants_media || wants_wards || wants_events) {
         return Ok(Scope::default());
     }
-    let mut profile_ids: Vec<Uuid> = tickets.iter().flat_map(|t| [t.reporter_id, t.assignee_id]).flatten().collect();
-    profile_ids.sort_unstable();
-    profile_ids.dedup();
+    let ids = |of: fn(&ticket::Model) -> [Option<Uuid>; 2]| {
+        let mut ids: Vec<Uuid> = tickets.iter().flat_map(of).flatten().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let profile_ids = ids(|t| [t.reporter_id, t.assignee_id]);
+    let ward_ids = ids(|t| [t.ward_id, None]);
     let ticket_ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
-    let (profiles, media) = run(ctx, async |tx| {
-        let profiles = if wants_profiles { Some(profiles::by_ids(tx, &profile_ids).await?) } else { None };
-        let media = if wants_media { Some(tickets::media_by_ticket(tx, &ticket_ids).await?) } else { None };
-        Ok((profiles, media))
+    let mut ahead = Prefetched::default();
+    run(ctx, async |tx| {
+        if wants_profiles {
+            let mut found = profiles::by_ids(tx, &profile_ids).await?;
+            ahead.profiles = Some(profile_ids.iter().map(|id| (*id, found.remove(id))).collect());
+        }
+        if wants_media {
+            ahead.media = Some(tickets::media_by_ticket(tx, &ticket_ids).await?);
+        }
+        if wants_wards {
+            let mut found = municipalities::wards_by_ids(tx, &ward_ids).await?;
+            ahead.wards = Some(ward_ids.iter().map(|id| (*id, found.remove(id))).collect());
+        }
+        if wants_events {
+            ahead.events = Some(tickets::events_by_ticket(tx, &ticket_ids).await?);
+        }
+        Ok(())
     })
     .await?;
-    let profiles = profiles.map(|mut found| profile_ids.iter().map(|id| (*id, found.remove(id))).collect());
-    Ok(Scope::prefetched(Prefetched { profiles, media, ..Default::default() }))
+    Ok(Scope::prefetched(ahead))
 }
 
 /// Where a page sits in its list.
