@@ -90,13 +90,16 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         .keepalive_timeout(KEEPALIVE);
 
     let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
-    let mut expires_at: Option<i64> = None;
+    // Made once, not per message: a fresh timer and a fresh wait on the server-wide shutdown
+    // token in every turn of the loop cost each delivery a timer-wheel insert and a lock
+    // shared by all connections. A year stands in for "never" until the token's expiry is known.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let token_expiry = tokio::time::sleep(Duration::from_secs(365 * 86_400));
+    tokio::pin!(token_expiry);
+    let mut expiring = false;
     let mut watching = true;
     loop {
-        // A year stands in for "never": select! builds every branch's future, even disabled.
-        let until_expiry = expires_at
-            .map(|exp| Duration::from_secs(u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0)))
-            .unwrap_or(Duration::from_secs(365 * 86_400));
         tokio::select! {
             message = output.next() => {
                 let message = match message {
@@ -114,15 +117,21 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 }
             }
             changed = expiry.changed(), if watching => match changed {
-                Ok(()) => expires_at = *expiry.borrow_and_update(),
+                Ok(()) => {
+                    if let Some(exp) = *expiry.borrow_and_update() {
+                        let left = u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0);
+                        token_expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(left));
+                        expiring = true;
+                    }
+                }
                 // The init callback has run and is gone: nothing more will come.
                 Err(_) => watching = false,
             },
-            () = tokio::time::sleep(until_expiry), if expires_at.is_some() => {
+            () = &mut token_expiry, if expiring => {
                 let _ = sink.send(close(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a fresh one")).await;
                 return;
             }
-            () = state.shutdown.cancelled() => {
+            () = &mut shutdown => {
                 let _ = sink.send(close(CLOSE_GOING_AWAY, "the server is shutting down")).await;
                 return;
             }
