@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
 };
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Response as GqlResponse, ServerResult, Variables};
 use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
@@ -319,26 +319,16 @@ struct OperationMetrics {
     seen: Arc<Mutex<Seen>>,
 }
 
+/// The operation name from the request, then, once the document is parsed, the type of the
+/// operation it runs.
 #[derive(Default)]
 struct Seen {
-    operations: Vec<(Option<String>, OperationType)>,
     operation_name: Option<String>,
+    kind: Option<&'static str>,
 }
 
 fn operation_type(seen: &Mutex<Seen>) -> &'static str {
-    let Ok(seen) = seen.lock() else { return "unknown" };
-    let found = match (&seen.operations[..], &seen.operation_name) {
-        ([], _) => None,
-        ([(_, only)], _) => Some(*only),
-        (many, Some(name)) => many.iter().find(|(n, _)| n.as_deref() == Some(name.as_str())).map(|(_, t)| *t),
-        (_, None) => None,
-    };
-    match found {
-        Some(OperationType::Query) => "query",
-        Some(OperationType::Mutation) => "mutation",
-        Some(OperationType::Subscription) => "subscription",
-        None => "unknown",
-    }
+    seen.lock().ok().and_then(|seen| seen.kind).unwrap_or("unknown")
 }
 
 #[async_trait]
@@ -389,12 +379,8 @@ impl Extension for OperationMetrics {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        let operations = match &document.operations {
-            DocumentOperations::Single(op) => vec![(None, op.node.ty)],
-            DocumentOperations::Multiple(map) => map.iter().map(|(name, op)| (Some(name.to_string()), op.node.ty)).collect(),
-        };
         if let Ok(mut seen) = self.seen.lock() {
-            seen.operations = operations;
+            seen.kind = Some(crate::graphql::prepare::operation_kind(&document, seen.operation_name.as_deref()));
         }
         Ok(document)
     }

@@ -83,23 +83,9 @@ impl Preparer {
         };
         let operation_name = request.operation_name.clone();
         let document = request.parsed_query().map_err(parse_failed)?;
-        let types: Vec<(Option<&str>, OperationType)> = match &document.operations {
-            DocumentOperations::Single(op) => vec![(None, op.node.ty)],
-            DocumentOperations::Multiple(map) => map.iter().map(|(name, op)| (Some(name.as_str()), op.node.ty)).collect(),
-        };
-        let chosen = match (&types[..], operation_name.as_deref()) {
-            ([(_, only)], _) => Some(*only),
-            (many, Some(name)) => many.iter().find(|(n, _)| *n == Some(name)).map(|(_, ty)| *ty),
-            (_, None) => None,
-        };
         let operation = Operation {
-            kind: match chosen {
-                Some(OperationType::Query) => "query",
-                Some(OperationType::Mutation) => "mutation",
-                Some(OperationType::Subscription) => "subscription",
-                None => "unknown",
-            },
-            writes: types.iter().any(|(_, ty)| *ty == OperationType::Mutation),
+            kind: operation_kind(document, operation_name.as_deref()),
+            writes: document.operations.iter().any(|(_, op)| op.node.ty == OperationType::Mutation),
         };
         Ok(Prepared { operation, learn })
     }
@@ -159,6 +145,26 @@ impl Preparer {
         let document = request.parsed_query().map_err(parse_failed)?;
         let keep = selections(document) <= MAX_CACHED_SELECTIONS;
         Ok(keep.then(|| Learn::Parsed(text, document.clone())))
+    }
+}
+
+/// The type of the operation a request runs (`query`, `mutation`, `subscription`): the
+/// document's only one, or the one named; `unknown` when that is not determined.
+pub fn operation_kind(document: &ExecutableDocument, operation_name: Option<&str>) -> &'static str {
+    let chosen = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(map), Some(name)) => {
+            map.iter().find(|(n, _)| n.as_str() == name).map(|(_, op)| op.node.ty)
+        }
+        // One named operation runs without its name being given.
+        (DocumentOperations::Multiple(map), None) if map.len() == 1 => map.values().next().map(|op| op.node.ty),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    match chosen {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "unknown",
     }
 }
 
@@ -228,4 +234,22 @@ fn parse_failed(error: ServerError) -> ServerError {
     let code = parse_code(&error);
     set_code(&mut error, code);
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+
+    use super::operation_kind;
+
+    #[test]
+    fn the_operation_that_runs_is_the_only_one_or_the_named_one() {
+        let kind = |query: &str, name: Option<&str>| operation_kind(&parse_query(query).unwrap(), name);
+        assert_eq!(kind("{ me { id } }", None), "query");
+        assert_eq!(kind("mutation M { a }", None), "mutation");
+        assert_eq!(kind("query A { a } mutation B { b }", Some("B")), "mutation");
+        assert_eq!(kind("query A { a } mutation B { b }", Some("C")), "unknown");
+        assert_eq!(kind("query A { a } subscription B { b }", None), "unknown");
+        assert_eq!(kind("subscription { ticketUpdates { eventId } }", Some("X")), "subscription");
+    }
 }
