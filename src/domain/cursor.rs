@@ -20,8 +20,8 @@ pub trait Listed {
 /// A place in a list of `T` (by creation time, then id). Opaque to clients.
 #[derive(Debug)]
 pub struct Place<T> {
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) id: Uuid,
+    created_at: DateTime<Utc>,
+    id: Uuid,
     list: PhantomData<fn() -> T>,
 }
 
@@ -40,6 +40,18 @@ impl<T> PartialEq for Place<T> {
 }
 
 impl<T> Eq for Place<T> {}
+
+impl<T> Place<T> {
+    /// The rows after this place in a list ordered by `created_at` then `id`, ascending or
+    /// (`newest_first`) descending.
+    pub fn after<C: sea_orm::ColumnTrait>(&self, created_at: C, id: C, newest_first: bool) -> sea_orm::Condition {
+        let (at, id_value) = (self.created_at, self.id);
+        let beyond = |c: C, v: sea_orm::Value| if newest_first { c.lt(v) } else { c.gt(v) };
+        sea_orm::Condition::any()
+            .add(beyond(created_at, at.into()))
+            .add(sea_orm::Condition::all().add(created_at.eq(at)).add(beyond(id, id_value.into())))
+    }
+}
 
 impl<T: Listed> Place<T> {
     pub fn of(row: &T) -> Self {

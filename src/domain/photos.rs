@@ -379,13 +379,7 @@ pub async fn list(
 ) -> Result<PhotoPage, DomainError> {
     let mut query = Photo::find().filter(photo::Column::ProfileId.eq(profile_id));
     if let Some(after) = after {
-        query = query.filter(
-            sea_orm::Condition::any().add(photo::Column::CreatedAt.lt(after.created_at)).add(
-                sea_orm::Condition::all()
-                    .add(photo::Column::CreatedAt.eq(after.created_at))
-                    .add(photo::Column::Id.lt(after.id)),
-            ),
-        );
+        query = query.filter(after.after(photo::Column::CreatedAt, photo::Column::Id, true));
     }
     let mut rows = query
         .order_by_desc(photo::Column::CreatedAt)

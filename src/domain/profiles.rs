@@ -192,15 +192,7 @@ pub async fn list(
         query = query.filter(profile::Column::Role.eq(role));
     }
     if let Some(after) = after {
-        query = query.filter(
-            sea_orm::Condition::any()
-                .add(profile::Column::CreatedAt.gt(after.created_at))
-                .add(
-                    sea_orm::Condition::all()
-                        .add(profile::Column::CreatedAt.eq(after.created_at))
-                        .add(profile::Column::Id.gt(after.id)),
-                ),
-        );
+        query = query.filter(after.after(profile::Column::CreatedAt, profile::Column::Id, false));
     }
     let mut rows = query
         .order_by_asc(profile::Column::CreatedAt)
