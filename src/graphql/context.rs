@@ -86,6 +86,11 @@ impl Scope {
     }
 }
 
+/// `found` for every id of `ids`: `None` where no row came back (the caller may not see it).
+pub fn every<V>(ids: &[Uuid], mut found: HashMap<Uuid, V>) -> HashMap<Uuid, Option<V>> {
+    ids.iter().map(|id| (*id, found.remove(id))).collect()
+}
+
 /// The request's data, or an internal error if the request was built without it.
 pub fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
     ctx.data::<RequestData>()

@@ -4,7 +4,7 @@
 
 use async_graphql::{Context, ID, MaybeUndefined, Object};
 
-use super::context::{Prefetched, Scope, aside_pool, caller, parse_id, run, run_mutation, storage};
+use super::context::{Prefetched, Scope, aside_pool, caller, every, parse_id, run, run_mutation, storage};
 use super::photo::{Photo, PhotoUploadInput};
 use super::profile::{Profile, ProfileConnection, RegisterProfileInput, Role, UpdateMyProfileInput};
 use super::uploads::UploadIntent;
@@ -32,9 +32,9 @@ impl ProfileQuery {
         // Asked for nearly every time (a client's first question), so loaded here rather than
         // through the municipality loader's batch round.
         let scope = if ctx.look_ahead().field("municipality").exists() {
-            let id = me.municipality_id;
-            let mut found = run(ctx, async |tx| municipalities::by_ids(tx, &[id]).await).await?;
-            Scope::prefetched(Prefetched { municipalities: Some([(id, found.remove(&id))].into()), ..Default::default() })
+            let ids = [me.municipality_id];
+            let found = run(ctx, async |tx| municipalities::by_ids(tx, &ids).await).await?;
+            Scope::prefetched(Prefetched { municipalities: Some(every(&ids, found)), ..Default::default() })
         } else {
             Scope::default()
         };

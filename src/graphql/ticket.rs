@@ -6,7 +6,7 @@ use entity::enums::{self, UploadPurpose};
 use entity::{media, profile, ticket, ticket_event, ward};
 use uuid::Uuid;
 
-use super::context::{Prefetched, Scope, parse_id, run, storage};
+use super::context::{Prefetched, Scope, every, parse_id, run, storage};
 use super::profile::Profile;
 use crate::domain::{municipalities, profiles};
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
@@ -423,15 +423,13 @@ pub async fn ahead_for(
     let mut ahead = Prefetched::default();
     run(ctx, async |tx| {
         if wants_profiles {
-            let mut found = profiles::by_ids(tx, &profile_ids).await?;
-            ahead.profiles = Some(profile_ids.iter().map(|id| (*id, found.remove(id))).collect());
+            ahead.profiles = Some(every(&profile_ids, profiles::by_ids(tx, &profile_ids).await?));
         }
         if wants_media {
             ahead.media = Some(tickets::media_by_ticket(tx, &ticket_ids).await?);
         }
         if wants_wards {
-            let mut found = municipalities::wards_by_ids(tx, &ward_ids).await?;
-            ahead.wards = Some(ward_ids.iter().map(|id| (*id, found.remove(id))).collect());
+            ahead.wards = Some(every(&ward_ids, municipalities::wards_by_ids(tx, &ward_ids).await?));
         }
         if wants_events {
             ahead.events = Some(tickets::events_by_ticket(tx, &ticket_ids).await?);
