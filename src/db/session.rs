@@ -14,12 +14,21 @@ use crate::auth::Caller;
 
 /// Opens a transaction as `caller`: `BEGIN`, then one statement that switches the role and
 /// sets `request.jwt.claims` (and read-only mode) for this transaction only.
+///
+/// `BEGIN` runs in a task of its own, so that a request cancelled while it is under way (a
+/// client that hangs up) cannot return the connection to the pool inside a transaction:
+/// sqlx only queues a `ROLLBACK` for a cancelled `BEGIN` once the server has answered it, and
+/// the next user of that connection would otherwise find itself inside a stranger's
+/// transaction (and hold its snapshot until someone commits).
 pub async fn begin(
     db: &DatabaseConnection,
     caller: &Caller,
     read_only: bool,
 ) -> Result<DatabaseTransaction, DbErr> {
-    let tx = db.begin().await?;
+    let pool = db.clone();
+    let tx = tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|e| DbErr::Custom(format!("beginning a transaction: {e}")))??;
     let sql = if read_only {
         "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
          set_config('transaction_read_only', 'on', true)"

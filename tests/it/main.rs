@@ -15,6 +15,7 @@ mod policy;
 mod profiles;
 mod realtime;
 mod schema;
+mod session;
 mod shutdown;
 mod storage;
 pub mod subscriptions;

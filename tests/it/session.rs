@@ -1,0 +1,68 @@
+//! The request transaction's lifecycle on the pool: a request cancelled at any point (a client
+//! that hangs up) leaves no connection inside a transaction for the next request to inherit.
+
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use ward::db;
+
+use crate::helpers::{TestDb, caller};
+
+/// Connections of the request role left inside a transaction, as the server sees them.
+async fn idle_in_transaction(owner: &sea_orm::DatabaseConnection) -> i64 {
+    let row = owner
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "select count(*) as n from pg_stat_activity \
+             where datname = current_database() and usename = 'authenticator' \
+               and state like 'idle in transaction%'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+#[tokio::test]
+async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_behind() {
+    let test_db = TestDb::new().await;
+    let owner = test_db.owner().await;
+    // One connection, so the next transaction gets the very connection the cancelled one had.
+    let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
+    let manager = caller("manager@demo.test");
+
+    for _ in 0..5 {
+        // A single poll sends `BEGIN` and then waits for its answer: dropping the future there
+        // is a request cancelled between the two.
+        let cancelled = db::begin(&pool, &manager, true).now_or_never();
+        assert!(cancelled.is_none(), "BEGIN cannot have been answered within one poll");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(idle_in_transaction(&owner).await, 0, "a pooled connection stayed inside a transaction");
+
+        // The next transaction on that connection starts now, not inside the abandoned one
+        // (whose start, `now()` inside it, was 100 ms ago).
+        let asked = chrono::Utc::now();
+        let tx = db::begin(&pool, &manager, true).await.unwrap();
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "select now() >= $1 as fresh, current_setting('request.jwt.claims', true) as claims",
+                [asked.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(row.try_get::<bool>("", "fresh").unwrap(), "the transaction began before this request");
+        assert!(row.try_get::<String>("", "claims").unwrap().contains("manager@demo.test"));
+        tx.commit().await.unwrap();
+    }
+
+    // A transaction dropped while open (cancelled after `BEGIN`) is rolled back, too.
+    {
+        let tx = db::begin(&pool, &manager, false).await.unwrap();
+        tx.execute_unprepared("select 1").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(idle_in_transaction(&owner).await, 0);
+}
