@@ -36,6 +36,10 @@ pub async fn connect(url: &Secret, max_connections: u32) -> Result<DatabaseConne
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings a connection on every checkout by default: a round trip per request on
+        // top of the ones it makes (and a second one comes on release). Ping only connections
+        // that sat idle long enough for a proxy or firewall to have dropped them.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
     Database::connect(options).await
 }
