@@ -270,10 +270,13 @@ pub async fn list(
         c.push(format!("({column}, id) {op} ({v}, {id})"));
     }
     let direction = if descending { "desc" } else { "asc" };
-    let limit_param = c.bind((limit + 1) as i64);
+    // The limit is written into the statement, not bound: with `limit $n` PostgreSQL's generic
+    // plan cannot know how few rows are wanted, so it planned the query afresh on every call.
+    // It is a number the page already bounded (≤ 101), one cached statement per page size.
     let sql = format!(
-        "select * from tickets {} order by {column} {direction}, id {direction} limit {limit_param}",
-        c.where_clause()
+        "select * from tickets {} order by {column} {direction}, id {direction} limit {}",
+        c.where_clause(),
+        limit + 1
     );
     let mut rows = Ticket::find()
         .from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values))
