@@ -37,6 +37,8 @@ impl Env {
             ephemeral: true,
             settings: vec![
                 ("shared_preload_libraries".into(), "pg_stat_statements".into()),
+                // Count plans too: a statement planned on every call costs PostgreSQL far more.
+                ("pg_stat_statements.track_planning".into(), "on".into()),
                 ("max_connections".into(), "300".into()),
             ],
         };
@@ -102,6 +104,11 @@ impl Env {
         self.issuer.user_token(p.auth_user_id, Some(p.email), Some(p.phone), 3600).expect("a token")
     }
 
+    /// CPU seconds used so far by ward, the cluster, and this benchmark's finished children.
+    pub fn cpu(&self) -> crate::cpu::CpuSample {
+        crate::cpu::CpuSample::now(self.ward.id(), self.cluster.postmaster_pid())
+    }
+
     /// Resident set size of the ward process, in KiB.
     pub fn ward_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.ward.id())).unwrap_or_default();
@@ -112,17 +119,40 @@ impl Env {
             .unwrap_or(0)
     }
 
-    /// Statements ward ran since the last reset: as `authenticator` and the roles it switches to
-/// (everything but the benchmark's own `postgres` connection).
-    pub async fn request_statements(&self, owner: &DatabaseConnection) -> anyhow::Result<i64> {
+    /// Statements run, and plans made for them, since the last reset by everyone but the
+    /// benchmark's own `postgres` connection: ward (as `authenticator` and the roles it
+    /// switches to) or pgbench.
+    pub async fn request_statements(&self, owner: &DatabaseConnection) -> anyhow::Result<Statements> {
         let row = owner
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
-                "select coalesce(sum(calls), 0)::bigint as n from pg_stat_statements where userid <> 'postgres'::regrole",
+                "select coalesce(sum(calls), 0)::bigint as calls, coalesce(sum(plans), 0)::bigint as plans \
+                 from pg_stat_statements where userid <> 'postgres'::regrole",
             ))
             .await?
             .context("no row")?;
-        Ok(row.try_get::<i64>("", "n")?)
+        Ok(Statements { calls: row.try_get("", "calls")?, plans: row.try_get("", "plans")? })
+    }
+
+    /// Prints what ran since the last reset, most called first (`WARD_BENCH_STATEMENTS=1`).
+    pub async fn print_statements(&self, owner: &DatabaseConnection) -> anyhow::Result<()> {
+        let rows = owner
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "select calls, plans, round(mean_exec_time::numeric, 3)::text as exec_ms, \
+                        round(mean_plan_time::numeric, 3)::text as plan_ms, left(query, 300) as query \
+                 from pg_stat_statements where userid <> 'postgres'::regrole order by calls desc limit 20",
+            ))
+            .await?;
+        for row in rows {
+            let calls: i64 = row.try_get("", "calls")?;
+            let plans: i64 = row.try_get("", "plans")?;
+            let exec: String = row.try_get("", "exec_ms")?;
+            let plan: String = row.try_get("", "plan_ms")?;
+            let query: String = row.try_get("", "query")?;
+            eprintln!("{calls:>8} calls {plans:>8} plans {exec:>8} ms exec {plan:>8} ms plan  {}", query.replace('\n', " "));
+        }
+        Ok(())
     }
 
     pub async fn reset_statements(&self, owner: &DatabaseConnection) -> anyhow::Result<()> {
@@ -136,6 +166,13 @@ impl Env {
         let _ = self.cluster.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Counts from `pg_stat_statements`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Statements {
+    pub calls: i64,
+    pub plans: i64,
 }
 
 /// The value at quantile `q` (0..1) of sorted samples.

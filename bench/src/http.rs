@@ -8,16 +8,24 @@ use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use ward::demo::{self, DEMO, OTHER, WARDS};
 
-use crate::env::{AUTHENTICATOR_PASSWORD, Env, quantile};
+use crate::cpu::CpuSample;
+use crate::env::{AUTHENTICATOR_PASSWORD, Env, JWT_SECRET, Statements, quantile};
 
 struct Load {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU milliseconds per request: ward (idle during the ceiling), PostgreSQL, wrk or pgbench.
+    cpu: CpuSample,
+    /// Statements run and plans made per request.
+    statements: f64,
+    plans: f64,
 }
 
 pub async fn run(ward_bin: &str, tickets: u32, seconds: u32, rounds: u32, connections: u32) -> anyhow::Result<()> {
-    let env = Env::start(ward_bin, connections.max(4), &[]).await?;
+    // No SLA sweeper: its first sweep of the seeded tickets (thousands of breaches recorded at
+    // once) would land inside whichever measurement runs a minute after ward starts.
+    let env = Env::start(ward_bin, connections.max(4), &[("WARD_SLA_SWEEP_SECONDS", "0".into())]).await?;
     let result = measure(&env, tickets, seconds, rounds.max(1), connections).await;
     env.stop();
     result
@@ -28,10 +36,13 @@ async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections
     seed(&owner, tickets).await?;
     let manager = demo::person("manager@demo.test").context("manager")?;
     let token = env.token(manager.email);
-    let claims = format!(
-        r#"{{"sub":"{}","role":"authenticated","aud":"authenticated","email":"{}"}}"#,
-        manager.auth_user_id, manager.email
-    );
+    // The very claims ward puts into the transaction for this token (PostgreSQL parses them
+    // in the policies, so their size is part of the cost), passed as a parameter like ward
+    // does: pgbench binds its variable `:claims` (set with -D) in prepared mode.
+    let claims = ward::auth::Authenticator::new(&ward::config::Secret::new(JWT_SECRET))
+        .verify(&token)
+        .await?
+        .claims_json();
     let page_ids: Vec<String> = owner
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -44,12 +55,8 @@ async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections
     let ids = page_ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
     let people: Vec<String> = demo::PEOPLE.iter().take(3).map(|p| format!("'{}'", p.profile_id)).collect();
 
-    let preamble_ro = format!(
-        "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{claims}', true), set_config('transaction_read_only', 'on', true);"
-    );
-    let preamble_rw = format!(
-        "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{claims}', true);"
-    );
+    let preamble_ro = "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true), set_config('transaction_read_only', 'on', true);";
+    let preamble_rw = "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true);";
     let cases = [
         (
             "Q1 me",
@@ -83,6 +90,7 @@ async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections
         "| case | ward req/s | ward p50 ms | ward p99 ms | PostgreSQL ceiling tx/s | ceiling p50 ms | ceiling p99 ms | ward / ceiling (median; every round) |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut cpu_rows = Vec::new();
     for (name, body, sql) in cases {
         // Check the request works before loading it.
         let check: serde_json::Value = reqwest::Client::new()
@@ -97,10 +105,23 @@ async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections
         anyhow::ensure!(check.get("errors").is_none(), "{name}: {check}");
         // ward and the ceiling alternate, so a slow spell of the shared machine falls on both;
         // the row is the round with the median ratio.
+        // A short unmeasured run of each first: connections opened, statements prepared.
+        wrk(env, &token, &body, 1, connections)?;
+        pgbench(env, &sql, &claims, 1, connections)?;
         let mut measured = Vec::new();
         for _ in 0..rounds {
-            let ward = wrk(env, &token, &body, seconds, connections)?;
-            let ceiling = pgbench(env, &sql, seconds, connections)?;
+            env.reset_statements(&owner).await?;
+            let mut ward = wrk(env, &token, &body, seconds, connections)?;
+            ward.count_statements(env.request_statements(&owner).await?, seconds);
+            if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
+                env.print_statements(&owner).await?;
+            }
+            env.reset_statements(&owner).await?;
+            let mut ceiling = pgbench(env, &sql, &claims, seconds, connections)?;
+            ceiling.count_statements(env.request_statements(&owner).await?, seconds);
+            if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
+                env.print_statements(&owner).await?;
+            }
             measured.push((ward.rps / ceiling.rps, ward, ceiling));
         }
         measured.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -117,6 +138,26 @@ async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections
             100.0 * ratio,
             ratios.join(", ")
         );
+        cpu_rows.push(format!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            ward.cpu.ward,
+            ward.cpu.postgres,
+            ward.cpu.load,
+            ceiling.cpu.postgres,
+            ceiling.cpu.load,
+            ward.statements,
+            ward.plans,
+            ceiling.statements,
+            ceiling.plans
+        ));
+    }
+    println!("\nCPU milliseconds per request, same rounds (2 cores shared by all):\n");
+    println!(
+        "| case | ward | PostgreSQL under ward | wrk | PostgreSQL under pgbench | pgbench | statements / plans per request, ward | the same, pgbench |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in cpu_rows {
+        println!("{row}");
     }
     Ok(())
 }
@@ -141,12 +182,23 @@ async fn seed(owner: &sea_orm::DatabaseConnection, tickets: u32) -> anyhow::Resu
                  from generate_series(1, {tickets}) i;
                  insert into media (ticket_id, municipality_id, purpose, bucket, object_path, content_type, size_bytes)
                    select id, municipality_id, 'EVIDENCE', 'evidence', municipality_id || '/' || id || '/photo.jpg', 'image/jpeg', 1000
-                   from tickets where municipality_id = '{municipality}' and title like 'Seeded ticket %';
-                 analyze;"
+                   from tickets where municipality_id = '{municipality}' and title like 'Seeded ticket %';"
             ))
             .await?;
     }
+    // Vacuumed now rather than by autovacuum during whichever measurement comes first.
+    for table in ["tickets", "media", "profiles", "municipalities", "wards"] {
+        owner.execute_unprepared(&format!("vacuum (analyze) {table}")).await?;
+    }
     Ok(())
+}
+
+impl Load {
+    fn count_statements(&mut self, counted: Statements, seconds: u32) {
+        let requests = self.rps * f64::from(seconds);
+        self.statements = counted.calls as f64 / requests;
+        self.plans = counted.plans as f64 / requests;
+    }
 }
 
 fn parse_ms(text: &str) -> Option<f64> {
@@ -171,6 +223,7 @@ fn wrk(env: &Env, token: &str, body: &str, seconds: u32, connections: u32) -> an
             "wrk.method = 'POST'\nwrk.body = '{lua_body}'\nwrk.headers['Content-Type'] = 'application/json'\nwrk.headers['Authorization'] = 'Bearer {token}'\n"
         ),
     )?;
+    let before = env.cpu();
     let output = Command::new("wrk")
         .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(&script)
@@ -191,10 +244,11 @@ fn wrk(env: &Env, token: &str, body: &str, seconds: u32, connections: u32) -> an
             .and_then(parse_ms)
             .unwrap_or(f64::NAN)
     };
-    Ok(Load { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%") })
+    let cpu = before.per_request_ms(&env.cpu(), rps * f64::from(seconds));
+    Ok(Load { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%"), cpu, statements: f64::NAN, plans: f64::NAN })
 }
 
-fn pgbench(env: &Env, sql: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
+fn pgbench(env: &Env, sql: &str, claims: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
     let script = env.dir.join("pgbench.sql");
     std::fs::write(&script, sql)?;
     let log_dir = env.dir.join("pgbench-log");
@@ -204,10 +258,12 @@ fn pgbench(env: &Env, sql: &str, seconds: u32, connections: u32) -> anyhow::Resu
         .into_iter()
         .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
         .unwrap_or("pgbench");
+    let before = env.cpu();
     let output = Command::new(pgbench)
         .current_dir(&log_dir)
         .env("PGPASSWORD", AUTHENTICATOR_PASSWORD)
         .args(["-n", "-h", "127.0.0.1", "-p", &env.cluster.port().to_string(), "-U", "authenticator"])
+        .args(["-D", &format!("claims={claims}")])
         .args(["-c", &connections.to_string(), "-j", "2", "-T", &seconds.to_string(), "-M", "prepared", "-l", "-f"])
         .arg(&script)
         .arg("ward")
@@ -226,6 +282,7 @@ fn pgbench(env: &Env, sql: &str, seconds: u32, connections: u32) -> anyhow::Resu
         let log = std::fs::read_to_string(entry.path())?;
         latencies.extend(log.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok()).map(|us| us / 1000.0));
     }
+    let cpu = before.per_request_ms(&env.cpu(), rps * f64::from(seconds));
     latencies.sort_by(|a, b| a.total_cmp(b));
-    Ok(Load { rps, p50_ms: quantile(&latencies, 0.5), p99_ms: quantile(&latencies, 0.99) })
+    Ok(Load { rps, p50_ms: quantile(&latencies, 0.5), p99_ms: quantile(&latencies, 0.99), cpu, statements: f64::NAN, plans: f64::NAN })
 }

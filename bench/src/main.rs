@@ -1,6 +1,7 @@
 //! `ward-bench`: reproducible benchmarks of ward on this machine. See BENCHMARKS.md for the
 //! commands and the figures.
 
+mod cpu;
 mod env;
 mod http;
 mod subscriptions;

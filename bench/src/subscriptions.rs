@@ -130,7 +130,7 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = begin.elapsed();
-    let statements = env.request_statements(&owner).await?;
+    let statements = env.request_statements(&owner).await?.calls;
     let delivered = shared.delivered.load(Ordering::Relaxed);
     let mut latencies: Vec<f64> = Vec::new();
     for list in shared.latencies_ms.lock().map(|l| l.clone()).unwrap_or_default() {
