@@ -1,8 +1,10 @@
 //! The RLS session: one transaction per request on one pooled connection, carrying the
 //! caller's role and JWT claims, so that PostgreSQL's policies decide what the request sees.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
@@ -14,21 +16,13 @@ use crate::auth::Caller;
 
 /// Opens a transaction as `caller`: `BEGIN`, then one statement that switches the role and
 /// sets `request.jwt.claims` (and read-only mode) for this transaction only.
-///
-/// `BEGIN` runs in a task of its own, so that a request cancelled while it is under way (a
-/// client that hangs up) cannot return the connection to the pool inside a transaction:
-/// sqlx only queues a `ROLLBACK` for a cancelled `BEGIN` once the server has answered it, and
-/// the next user of that connection would otherwise find itself inside a stranger's
-/// transaction (and hold its snapshot until someone commits).
 pub async fn begin(
     db: &DatabaseConnection,
     caller: &Caller,
     read_only: bool,
 ) -> Result<DatabaseTransaction, DbErr> {
     let pool = db.clone();
-    let tx = tokio::spawn(async move { pool.begin().await })
-        .await
-        .map_err(|e| DbErr::Custom(format!("beginning a transaction: {e}")))??;
+    let tx = FinishedIfDropped::new(async move { pool.begin().await }).await?;
     let sql = if read_only {
         "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
          set_config('transaction_read_only', 'on', true)"
@@ -42,6 +36,54 @@ pub async fn begin(
     ))
     .await?;
     Ok(tx)
+}
+
+/// A future that, if dropped before it is done, is finished in a task of its own.
+///
+/// `BEGIN` needs this: sqlx queues a `ROLLBACK` for a cancelled `BEGIN` only once the server
+/// has answered it, so a request cancelled in between (a client that hangs up) would return
+/// the connection to the pool inside a transaction, and the next user of that connection would
+/// find itself in a stranger's transaction (holding its snapshot until someone commits).
+/// Finished, the transaction is dropped as usual, which rolls it back. Only a cancelled request
+/// pays for the task.
+struct FinishedIfDropped<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
+where
+    F::Output: Send + 'static;
+
+impl<F: Future + Send + 'static> FinishedIfDropped<F>
+where
+    F::Output: Send + 'static,
+{
+    fn new(future: F) -> Self {
+        FinishedIfDropped(Some(Box::pin(future)))
+    }
+}
+
+impl<F: Future + Send + 'static> Future for FinishedIfDropped<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(future) = self.0.as_mut() else {
+            panic!("FinishedIfDropped polled after it finished");
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for FinishedIfDropped<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(future), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(future);
+        }
+    }
 }
 
 /// Failures of the session itself.
