@@ -22,16 +22,37 @@ struct Load {
     plans: f64,
 }
 
-pub async fn run(ward_bin: &str, tickets: u32, seconds: u32, rounds: u32, connections: u32) -> anyhow::Result<()> {
+#[derive(clap::Args)]
+pub struct Options {
+    /// Tickets per municipality.
+    #[arg(long, default_value_t = 20_000)]
+    tickets: u32,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Rounds of ward then the ceiling per case; the median ratio is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Concurrent connections (wrk) and clients (pgbench).
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
+    /// Only these cases (Q1, Q2, M1); all by default.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
+}
+
+pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     // No SLA sweeper: its first sweep of the seeded tickets (thousands of breaches recorded at
     // once) would land inside whichever measurement runs a minute after ward starts.
-    let env = Env::start(ward_bin, connections.max(4), &[("WARD_SLA_SWEEP_SECONDS", "0".into())]).await?;
-    let result = measure(&env, tickets, seconds, rounds.max(1), connections).await;
+    let env = Env::start(ward_bin, options.connections.max(4), &[("WARD_SLA_SWEEP_SECONDS", "0".into())]).await?;
+    let result = measure(&env, options).await;
     env.stop();
     result
 }
 
-async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections: u32) -> anyhow::Result<()> {
+async fn measure(env: &Env, options: &Options) -> anyhow::Result<()> {
+    let Options { tickets, seconds, connections, .. } = *options;
+    let rounds = options.rounds.max(1);
     let owner = env.owner().await?;
     seed(&owner, tickets).await?;
     let manager = demo::person("manager@demo.test").context("manager")?;
@@ -91,7 +112,8 @@ async fn measure(env: &Env, tickets: u32, seconds: u32, rounds: u32, connections
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut cpu_rows = Vec::new();
-    for (name, body, sql) in cases {
+    let wanted = |name: &str| options.cases.is_empty() || options.cases.iter().any(|c| name.starts_with(c.as_str()));
+    for (name, body, sql) in cases.into_iter().filter(|(name, _, _)| wanted(name)) {
         // Check the request works before loading it.
         let check: serde_json::Value = reqwest::Client::new()
             .post(format!("{}/graphql", env.base))

@@ -34,20 +34,7 @@ enum Command {
     },
     /// HTTP: `me`, a nested page of 50 tickets, and createTicket under wrk, against pgbench
     /// running the same SQL as the PostgreSQL ceiling.
-    Http {
-        /// Tickets per municipality.
-        #[arg(long, default_value_t = 20_000)]
-        tickets: u32,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 5)]
-        seconds: u32,
-        /// Rounds of ward then the ceiling per case; the median ratio is reported.
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// Concurrent connections (wrk) and clients (pgbench).
-        #[arg(long, default_value_t = 16)]
-        connections: u32,
-    },
+    Http(http::Options),
 }
 
 #[tokio::main]
@@ -57,8 +44,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Subscriptions { subscribers, rate, seconds } => {
             subscriptions::run(&cli.ward, &subscribers, rate, seconds).await
         }
-        Command::Http { tickets, seconds, rounds, connections } => {
-            http::run(&cli.ward, tickets, seconds, rounds, connections).await
-        }
+        Command::Http(options) => http::run(&cli.ward, &options).await,
     }
 }
