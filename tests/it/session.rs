@@ -32,11 +32,14 @@ async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_behind() {
     let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
     let manager = caller("manager@demo.test");
 
-    for _ in 0..5 {
+    let mut cancelled = 0;
+    for _ in 0..20 {
         // A single poll sends `BEGIN` and then waits for its answer: dropping the future there
-        // is a request cancelled between the two.
-        let cancelled = db::begin(&pool, &manager, true).now_or_never();
-        assert!(cancelled.is_none(), "BEGIN cannot have been answered within one poll");
+        // is a request cancelled between the two. (Rarely the answer is already there within
+        // the one poll; that attempt is not a cancellation.)
+        if db::begin(&pool, &manager, true).now_or_never().is_none() {
+            cancelled += 1;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(idle_in_transaction(&owner).await, 0, "a pooled connection stayed inside a transaction");
 
@@ -56,7 +59,11 @@ async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_behind() {
         assert!(row.try_get::<bool>("", "fresh").unwrap(), "the transaction began before this request");
         assert!(row.try_get::<String>("", "claims").unwrap().contains("manager@demo.test"));
         tx.commit().await.unwrap();
+        if cancelled == 5 {
+            break;
+        }
     }
+    assert_eq!(cancelled, 5, "BEGIN was answered within a single poll every time");
 
     // A transaction dropped while open (cancelled after `BEGIN`) is rolled back, too.
     {
