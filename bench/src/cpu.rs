@@ -11,15 +11,17 @@ pub struct CpuSample {
     pub postgres: f64,
     /// This benchmark's waited-for children: wrk and pgbench once they have exited.
     pub load: f64,
+    /// How many processes the postmaster had (backends included).
+    pub postgres_processes: usize,
 }
 
 impl CpuSample {
     pub fn now(ward_pid: u32, postmaster_pid: Option<u32>) -> CpuSample {
         let ward = stat(ward_pid).map_or(0.0, |s| s.own);
         // Backends that exited were reaped by the postmaster: their time is in its children's.
-        let postgres = postmaster_pid.map_or(0.0, |pm| {
+        let (postgres, postgres_processes) = postmaster_pid.map_or((0.0, 0), |pm| {
             let own = stat(pm).map_or(0.0, |s| s.own + s.children);
-            let backends: f64 = std::fs::read_dir("/proc")
+            let backends: Vec<f64> = std::fs::read_dir("/proc")
                 .into_iter()
                 .flatten()
                 .flatten()
@@ -27,11 +29,24 @@ impl CpuSample {
                 .filter_map(stat)
                 .filter(|s| s.parent == pm)
                 .map(|s| s.own)
-                .sum();
-            own + backends
+                .collect();
+            (own + backends.iter().sum::<f64>(), backends.len())
         });
         let load = stat(std::process::id()).map_or(0.0, |s| s.children);
-        CpuSample { ward, postgres, load }
+        CpuSample { ward, postgres, load, postgres_processes }
+    }
+
+    /// A sample once the backends of a finished run have exited and been reaped (their time
+    /// then sits in the postmaster's; one caught between the two reads would count nowhere).
+    pub fn settled(ward_pid: u32, postmaster_pid: Option<u32>, processes_before: usize) -> CpuSample {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let sample = CpuSample::now(ward_pid, postmaster_pid);
+            if sample.postgres_processes <= processes_before || std::time::Instant::now() > deadline {
+                return sample;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// CPU milliseconds per request of each side between `self` (before) and `after`.
@@ -41,6 +56,7 @@ impl CpuSample {
             ward: per(self.ward, after.ward),
             postgres: per(self.postgres, after.postgres),
             load: per(self.load, after.load),
+            postgres_processes: after.postgres_processes,
         }
     }
 }

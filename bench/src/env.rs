@@ -109,6 +109,11 @@ impl Env {
         crate::cpu::CpuSample::now(self.ward.id(), self.cluster.postmaster_pid())
     }
 
+    /// [`Env::cpu`] once PostgreSQL is back to `before`'s processes (a run's backends gone).
+    pub fn cpu_settled(&self, before: &crate::cpu::CpuSample) -> crate::cpu::CpuSample {
+        crate::cpu::CpuSample::settled(self.ward.id(), self.cluster.postmaster_pid(), before.postgres_processes)
+    }
+
     /// Resident set size of the ward process, in KiB.
     pub fn ward_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.ward.id())).unwrap_or_default();

@@ -13,6 +13,8 @@ use crate::env::{AUTHENTICATOR_PASSWORD, Env, JWT_SECRET, Statements, quantile};
 
 struct Load {
     rps: f64,
+    /// Requests (transactions) completed in the whole run, as the load generator counted them.
+    requests: f64,
     p50_ms: f64,
     p99_ms: f64,
     /// CPU milliseconds per request: ward (idle during the ceiling), PostgreSQL, wrk or pgbench.
@@ -113,6 +115,9 @@ async fn measure(env: &Env, options: &Options) -> anyhow::Result<()> {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut cpu_rows = Vec::new();
     let wanted = |name: &str| options.cases.is_empty() || options.cases.iter().any(|c| name.starts_with(c.as_str()));
+    for case in &options.cases {
+        anyhow::ensure!(cases.iter().any(|(name, _, _)| name.starts_with(case.as_str())), "no case {case}: Q1, Q2 or M1");
+    }
     for (name, body, sql) in cases.into_iter().filter(|(name, _, _)| wanted(name)) {
         // Check the request works before loading it.
         let check: serde_json::Value = reqwest::Client::new()
@@ -134,13 +139,13 @@ async fn measure(env: &Env, options: &Options) -> anyhow::Result<()> {
         for _ in 0..rounds {
             env.reset_statements(&owner).await?;
             let mut ward = wrk(env, &token, &body, seconds, connections)?;
-            ward.count_statements(env.request_statements(&owner).await?, seconds);
+            ward.count_statements(env.request_statements(&owner).await?);
             if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
                 env.print_statements(&owner).await?;
             }
             env.reset_statements(&owner).await?;
             let mut ceiling = pgbench(env, &sql, &claims, seconds, connections)?;
-            ceiling.count_statements(env.request_statements(&owner).await?, seconds);
+            ceiling.count_statements(env.request_statements(&owner).await?);
             if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
                 env.print_statements(&owner).await?;
             }
@@ -216,10 +221,9 @@ async fn seed(owner: &sea_orm::DatabaseConnection, tickets: u32) -> anyhow::Resu
 }
 
 impl Load {
-    fn count_statements(&mut self, counted: Statements, seconds: u32) {
-        let requests = self.rps * f64::from(seconds);
-        self.statements = counted.calls as f64 / requests;
-        self.plans = counted.plans as f64 / requests;
+    fn count_statements(&mut self, counted: Statements) {
+        self.statements = counted.calls as f64 / self.requests;
+        self.plans = counted.plans as f64 / self.requests;
     }
 }
 
@@ -266,8 +270,15 @@ fn wrk(env: &Env, token: &str, body: &str, seconds: u32, connections: u32) -> an
             .and_then(parse_ms)
             .unwrap_or(f64::NAN)
     };
-    let cpu = before.per_request_ms(&env.cpu(), rps * f64::from(seconds));
-    Ok(Load { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%"), cpu, statements: f64::NAN, plans: f64::NAN })
+    // "12345 requests in 5.00s, 3.2MB read"
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("wrk printed no request count")?;
+    let cpu = before.per_request_ms(&env.cpu_settled(&before), requests);
+    Ok(Load { rps, requests, p50_ms: percentile("50%"), p99_ms: percentile("99%"), cpu, statements: f64::NAN, plans: f64::NAN })
 }
 
 fn pgbench(env: &Env, sql: &str, claims: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
@@ -304,7 +315,13 @@ fn pgbench(env: &Env, sql: &str, claims: &str, seconds: u32, connections: u32) -
         let log = std::fs::read_to_string(entry.path())?;
         latencies.extend(log.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok()).map(|us| us / 1000.0));
     }
-    let cpu = before.per_request_ms(&env.cpu(), rps * f64::from(seconds));
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split(['/', ' ']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .context("pgbench printed no transaction count")?;
+    let cpu = before.per_request_ms(&env.cpu_settled(&before), requests);
     latencies.sort_by(|a, b| a.total_cmp(b));
-    Ok(Load { rps, p50_ms: quantile(&latencies, 0.5), p99_ms: quantile(&latencies, 0.99), cpu, statements: f64::NAN, plans: f64::NAN })
+    Ok(Load { rps, requests, p50_ms: quantile(&latencies, 0.5), p99_ms: quantile(&latencies, 0.99), cpu, statements: f64::NAN, plans: f64::NAN })
 }

@@ -46,7 +46,7 @@ async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_behind() {
     for _ in 0..100 {
         // With the connection idle in the pool, a single poll takes it and sends `BEGIN`, then
         // waits for the answer: dropping the future there is a request cancelled between the
-        // two. (Rarely the answer is already there within the one poll; that attempt is not a
+        // two. (Often the answer is already there within the one poll; that attempt is not a
         // cancellation.)
         back_in_the_pool(&pool).await;
         if db::begin(&pool, &manager, true).now_or_never().is_none() {
