@@ -137,18 +137,8 @@ async fn measure(env: &Env, options: &Options) -> anyhow::Result<()> {
         pgbench(env, &sql, &claims, 1, connections)?;
         let mut measured = Vec::new();
         for _ in 0..rounds {
-            env.reset_statements(&owner).await?;
-            let mut ward = wrk(env, &token, &body, seconds, connections)?;
-            ward.count_statements(env.request_statements(&owner).await?);
-            if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
-                env.print_statements(&owner).await?;
-            }
-            env.reset_statements(&owner).await?;
-            let mut ceiling = pgbench(env, &sql, &claims, seconds, connections)?;
-            ceiling.count_statements(env.request_statements(&owner).await?);
-            if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
-                env.print_statements(&owner).await?;
-            }
+            let ward = counted(env, &owner, || wrk(env, &token, &body, seconds, connections)).await?;
+            let ceiling = counted(env, &owner, || pgbench(env, &sql, &claims, seconds, connections)).await?;
             measured.push((ward.rps / ceiling.rps, ward, ceiling));
         }
         measured.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -218,6 +208,22 @@ async fn seed(owner: &sea_orm::DatabaseConnection, tickets: u32) -> anyhow::Resu
         owner.execute_unprepared(&format!("vacuum (analyze) {table}")).await?;
     }
     Ok(())
+}
+
+/// Runs one measurement with the statement counts reset before it and read after it (and
+/// printed with `WARD_BENCH_STATEMENTS=1`).
+async fn counted(
+    env: &Env,
+    owner: &sea_orm::DatabaseConnection,
+    run: impl FnOnce() -> anyhow::Result<Load>,
+) -> anyhow::Result<Load> {
+    env.reset_statements(owner).await?;
+    let mut load = run()?;
+    load.count_statements(env.request_statements(owner).await?);
+    if std::env::var_os("WARD_BENCH_STATEMENTS").is_some() {
+        env.print_statements(owner).await?;
+    }
+    Ok(load)
 }
 
 impl Load {
