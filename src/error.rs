@@ -96,15 +96,18 @@ impl From<&sea_orm::DbErr> for ApiError {
     fn from(e: &sea_orm::DbErr) -> Self {
         match classify(e) {
             DbFailure::Denied(_) => ApiError::new(ErrorCode::Forbidden, "not allowed"),
+            // P-LOGS: no constraint, column or SQL reaches a client; the log has the cause.
             DbFailure::Duplicate(constraint) => {
-                ApiError::new(ErrorCode::Conflict, format!("already exists ({constraint})"))
+                tracing::debug!(%constraint, "unique violation");
+                ApiError::new(ErrorCode::Conflict, "this already exists")
             }
-            DbFailure::MissingReference(constraint) => ApiError::new(
-                ErrorCode::BadUserInput,
-                format!("refers to something that does not exist ({constraint})"),
-            ),
+            DbFailure::MissingReference(constraint) => {
+                tracing::debug!(%constraint, "foreign key violation");
+                ApiError::new(ErrorCode::BadUserInput, "this refers to something that does not exist")
+            }
             DbFailure::Invalid(constraint) => {
-                ApiError::new(ErrorCode::BadUserInput, format!("invalid value ({constraint})"))
+                tracing::debug!(%constraint, "check violation");
+                ApiError::new(ErrorCode::BadUserInput, "a value is not valid here")
             }
             DbFailure::Contention => {
                 ApiError::new(ErrorCode::Conflict, "the data changed concurrently; try again")

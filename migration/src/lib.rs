@@ -59,6 +59,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0008_inline_visibility.sql"),
                 down: include_str!("sql/0008_inline_visibility_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261129_000009_contract",
+                up: include_str!("sql/0009_contract.sql"),
+                down: include_str!("sql/0009_contract_down.sql"),
+            }),
         ]
     }
 }

@@ -161,19 +161,32 @@ fn caller_from_claims(claims: Value) -> Result<Caller, AuthError> {
                 .and_then(Value::as_str)
                 .and_then(|s| Uuid::parse_str(s).ok())
                 .ok_or(AuthError::BadSubject)?;
-            let text = |name: &str| {
-                claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from)
-            };
             Ok(Caller::User(UserClaims {
                 sub,
-                email: text("email").map(|e| e.to_lowercase()),
-                phone: text("phone"),
+                email: verified_contact(&claims, "email").map(|e| e.to_lowercase()),
+                phone: verified_contact(&claims, "phone").map(|p| if p.starts_with('+') { p } else { format!("+{p}") }),
                 exp: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
                 raw: claims,
             }))
         }
         other => Err(AuthError::BadRole(other.chars().take(40).collect())),
     }
+}
+
+/// A contact claim (`email` or `phone`) if the token vouches for it: the same rules as the
+/// database's `app.verified_contact` (docs/POLICY.md, P-PROFILE-CONTACT), which decides in the
+/// end. Unverified when `{kind}_verified` is false (top level or `user_metadata`), when
+/// `{kind}_confirmed_at` is present and null, or for an anonymous sign-in.
+fn verified_contact(claims: &Value, kind: &str) -> Option<String> {
+    let is_false = |v: Option<&Value>| matches!(v, Some(Value::Bool(false))) || v.and_then(Value::as_str) == Some("false");
+    let verified = format!("{kind}_verified");
+    let flag = claims.get(&verified).or_else(|| claims.get("user_metadata").and_then(|m| m.get(&verified)));
+    let anonymous = matches!(claims.get("is_anonymous"), Some(Value::Bool(true)));
+    let unconfirmed = matches!(claims.get(format!("{kind}_confirmed_at")), Some(Value::Null));
+    if anonymous || unconfirmed || is_false(flag) {
+        return None;
+    }
+    claims.get(kind).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
 fn map_jwt_error(error: jsonwebtoken::errors::Error) -> AuthError {

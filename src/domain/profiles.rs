@@ -247,7 +247,19 @@ pub async fn update_mine(
         model.display_name = Set(name.into_inner());
     }
     if let Some(phone) = changes.phone {
-        model.phone = Set(phone.map(Phone::into_inner));
+        let phone = phone.map(Phone::into_inner);
+        // P-PROFILE-CONTACT: the relay links people by phone, so a profile carries only the
+        // number its owner's sign-in verified (or none).
+        let verified = match caller {
+            Caller::User(user) => user.phone.as_deref(),
+            _ => None,
+        };
+        if phone.is_some() && phone.as_deref() != verified && phone != mine.phone {
+            return Err(DomainError::Forbidden(
+                "your phone number can only be the one your sign-in verified; verify it with sign-in first".into(),
+            ));
+        }
+        model.phone = Set(phone);
     }
     match Profile::update(model).exec(db).await {
         Ok(updated) => Ok(updated),

@@ -31,7 +31,8 @@ pub struct NewTicket {
     pub title: Title,
     pub description: Description,
     pub category: TicketCategory,
-    pub priority: TicketPriority,
+    /// Chosen by staff only; `None` is `NORMAL`.
+    pub priority: Option<TicketPriority>,
     pub ward_id: Option<Uuid>,
     pub is_sensitive: bool,
 }
@@ -340,6 +341,10 @@ pub async fn create(db: &impl ConnectionTrait, caller: &Caller, new: NewTicket) 
     if me.role == AppRole::FieldWorker {
         return Err(DomainError::Forbidden("field workers do not create tickets".into()));
     }
+    // P-TICKET-INSERT: staff triage; a reporter's ticket starts at NORMAL.
+    if new.priority.is_some() && me.role == AppRole::Citizen {
+        return Err(DomainError::Forbidden("staff set a ticket's priority; leave it out".into()));
+    }
     if let Some(ward) = new.ward_id {
         if Ward::find_by_id(ward).one(db).await?.is_none() {
             return Err(DomainError::BadInput("no such ward in your municipality".into()));
@@ -350,7 +355,7 @@ pub async fn create(db: &impl ConnectionTrait, caller: &Caller, new: NewTicket) 
         category: Set(new.category),
         title: Set(new.title.into_inner()),
         description: Set(new.description.into_inner()),
-        priority: Set(new.priority),
+        priority: Set(new.priority.unwrap_or(TicketPriority::Normal)),
         ward_id: Set(new.ward_id),
         reporter_id: Set(Some(me.id)),
         is_sensitive: Set(new.is_sensitive),
@@ -412,6 +417,10 @@ pub async fn update(
         changed = true;
     }
     if let Some(sensitive) = changes.is_sensitive {
+        // P-GBV-UNFLAG: whether a case is gender-based violence is for SAPS and admins to undo.
+        if current.is_sensitive && !sensitive && !matches!(me.role, AppRole::SapsLiaison | AppRole::Admin) {
+            return Err(DomainError::Forbidden("only SAPS liaisons and admins lift a ticket's sensitive flag".into()));
+        }
         update = update.col_expr(ticket::Column::IsSensitive, Expr::value(sensitive));
         changed = true;
     }
@@ -559,6 +568,9 @@ pub async fn publish_notice(
         let me = acting_profile(db, caller).await?;
         if !matches!(me.role, AppRole::Manager | AppRole::Admin) {
             return Err(DomainError::Forbidden("only managers and admins publish notices".into()));
+        }
+        if kind.as_str() == "SLA_BREACHED" {
+            return Err(DomainError::Forbidden("SLA_BREACHED notices are recorded by the SLA sweeper only".into()));
         }
         visible(db, ticket_id).await?;
     }

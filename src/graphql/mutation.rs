@@ -2,7 +2,6 @@
 //! the request's transaction.
 
 use async_graphql::{Context, ID, MergedObject, Object};
-use entity::enums::TicketPriority as DomainPriority;
 
 use super::context::{Scope, caller, parse_id, run_mutation};
 use super::ticket::{CreateTicketInput, Ticket, TicketEvent, TicketStatus, UpdateTicketInput};
@@ -26,7 +25,7 @@ impl TicketMutation {
             title: Title::parse(&input.title).map_err(ApiError::from)?,
             description: Description::parse(&input.description).map_err(ApiError::from)?,
             category: input.category.into(),
-            priority: input.priority.map(Into::into).unwrap_or(DomainPriority::Normal),
+            priority: input.priority.map(Into::into),
             ward_id: input.ward_id.as_ref().map(|id| parse_id(id, "wardId")).transpose()?,
             is_sensitive: input.is_sensitive,
         };

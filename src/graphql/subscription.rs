@@ -79,6 +79,7 @@ impl From<SubscriptionError> for ApiError {
             SubscriptionError::Unavailable => ApiError::new(ErrorCode::Unavailable, e.to_string()),
             SubscriptionError::TooFarBehind => ApiError::new(ErrorCode::BadUserInput, e.to_string()),
             SubscriptionError::SlowConsumer { .. } => ApiError::new(ErrorCode::SlowConsumer, e.to_string()),
+            SubscriptionError::RightsChanged => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             SubscriptionError::Db(db) => ApiError::from(&db),
         }
     }

@@ -11,7 +11,7 @@ mod storage;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -61,15 +61,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The span every request's logs are in. The path without its query: signed storage URLs
-/// carry their token there.
+/// The span every request's logs are in. It names the route pattern, never the path: storage
+/// paths end in the uploader's filename, which for GBV evidence can name the victim, and
+/// signed URLs carry their token in the query (docs/POLICY.md, P-LOGS).
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let route = request.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str);
     tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %request.method(),
-        path = %request.uri().path(),
+        route = %route,
     )
 }
 

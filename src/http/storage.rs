@@ -429,6 +429,10 @@ async fn download_signed(
     let (store, bucket, path) = target(&state, path)?;
     let Query(query) = query?;
     store.verify_token(token_of(&query)?, TokenScope::Download, &bucket, &path)?;
+    // P-GBV-READ: a link handed out before its ticket was flagged sensitive stops working.
+    if store.withheld(&bucket, &path).await? {
+        return Err(StorageError::NotFound.into());
+    }
     serve(&store, &bucket, &path, &headers, query.download.as_deref()).await
 }
 

@@ -1,13 +1,14 @@
-//! The LISTEN connection: listens to the channels of municipalities that have subscribers,
-//! fans each notification out in order, and after a dropped connection reconnects with backoff
-//! and catches every municipality up from `ticket_events` before going live again.
+//! The LISTEN connection: listens to the channels of municipalities that have subscribers and
+//! to `ward_profile_changes`; a notification on a municipality's channel makes it catch up from
+//! `ticket_events` (its payload is ignored: anyone may `pg_notify`), one on the profile channel
+//! re-checks the subscribers' rights. After a dropped connection it reconnects with backoff,
+//! re-checks every subscriber and catches every municipality up before going live again.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgListener;
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,14 +24,12 @@ pub enum Command {
     Unlisten(Uuid),
 }
 
-#[derive(Deserialize)]
-struct Payload {
-    event_id: i64,
-    municipality_id: Uuid,
-}
+/// Where the profile trigger announces changes of role, municipality or sign-in, and removals.
+const PROFILE_CHANNEL: &str = "ward_profile_changes";
+const TICKET_CHANNEL_PREFIX: &str = "ticket_updates:";
 
 fn channel(municipality: Uuid) -> String {
-    format!("ticket_updates:{municipality}")
+    format!("{TICKET_CHANNEL_PREFIX}{municipality}")
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -78,6 +77,9 @@ pub async fn run(inner: Arc<Inner>, url: Secret, mut commands: mpsc::UnboundedRe
 /// Connects, listens to every channel that has subscribers, and fans out what was missed.
 async fn connect_and_catch_up(inner: &Inner, url: &Secret) -> Result<PgListener, sea_orm::sqlx::Error> {
     let mut listener = PgListener::connect(url.expose()).await?;
+    listener.listen(PROFILE_CHANNEL).await?;
+    // Changes of rights while the connection was down went unannounced.
+    inner.recheck_rights(None).await.map_err(to_sqlx)?;
     let municipalities: Vec<(Uuid, i64)> =
         inner.lock().municipalities.iter().map(|(m, c)| (*m, c.watermark)).collect();
     for (municipality, _) in &municipalities {
@@ -92,10 +94,7 @@ async fn connect_and_catch_up(inner: &Inner, url: &Secret) -> Result<PgListener,
             }
             continue;
         }
-        let missed = inner.missed_events(municipality, watermark).await.map_err(to_sqlx)?;
-        for event_id in missed {
-            inner.fan_out(municipality, event_id).await.map_err(to_sqlx)?;
-        }
+        inner.catch_up(municipality).await.map_err(to_sqlx)?;
     }
     Ok(listener)
 }
@@ -128,12 +127,21 @@ async fn serve(
                     Ok(None) => return Some(sea_orm::sqlx::Error::Protocol("connection closed".into())),
                     Err(error) => return Some(error),
                 };
-                let Ok(payload) = serde_json::from_str::<Payload>(notification.payload()) else {
-                    tracing::warn!(channel = notification.channel(), "ignoring a notification without event_id");
-                    continue;
+                let done = if notification.channel() == PROFILE_CHANNEL {
+                    // A payload that is no profile id re-checks everyone.
+                    inner.recheck_rights(Uuid::parse_str(notification.payload()).ok()).await
+                } else if let Some(municipality) = notification
+                    .channel()
+                    .strip_prefix(TICKET_CHANNEL_PREFIX)
+                    .and_then(|m| Uuid::parse_str(m).ok())
+                {
+                    inner.catch_up(municipality).await
+                } else {
+                    Ok(())
                 };
-                if let Err(error) = inner.fan_out(payload.municipality_id, payload.event_id).await {
-                    // The event stays in ticket_events: a reconnect's catch-up delivers it.
+                if let Err(error) = done {
+                    // Events stay in ticket_events: a reconnect's catch-up delivers them (and
+                    // re-checks every subscriber's rights).
                     return Some(to_sqlx(error));
                 }
             }

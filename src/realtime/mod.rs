@@ -1,15 +1,20 @@
 //! Live ticket updates. One LISTEN connection per process (see `listener`) receives the
 //! `ticket_updates:{municipality}` notifications of the ticket trigger; each event is fanned out
 //! to this process's subscribers through bounded buffers. Which subscriber may see an event's
-//! ticket is decided by PostgreSQL — the same `app.ticket_visible_to` the tickets policy uses —
-//! in one statement per event for all subscribers at once. `ticket_events` makes the stream
-//! resumable: subscribers replay from an event id, and the listener catches up after a gap.
+//! ticket is decided by PostgreSQL — the same `app.ticket_visible_to` the tickets policy uses,
+//! with each subscriber's *current* profile joined in — in one statement per event for all
+//! subscribers at once (docs/POLICY.md, P-LIVE-RIGHTS). A notification is only a wake-up: the
+//! events themselves are read from `ticket_events` after the channel's watermark, so a forged
+//! `pg_notify` moves nothing. A change of a subscriber's role or municipality, or the removal
+//! of their profile, ends their subscriptions (`ward_profile_changes`). `ticket_events` makes
+//! the stream resumable: subscribers replay from an event id, and the listener catches up
+//! after a gap.
 
 mod listener;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use entity::enums::AppRole;
@@ -33,7 +38,11 @@ pub const MAX_REPLAY: u64 = 1_000;
 /// How long a new subscription waits for the listener to be listening.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who a subscriber is, as far as visibility goes.
+/// The most events read from `ticket_events` in one go when a channel catches up.
+const CATCH_UP_BATCH: u64 = 500;
+
+/// Who a subscriber was when they subscribed. Visibility is decided from their current profile;
+/// this snapshot only tells when it changed (and the subscription must end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Viewer {
     pub profile_id: Uuid,
@@ -41,14 +50,11 @@ pub struct Viewer {
     pub municipality_id: Uuid,
 }
 
-impl Viewer {
-    /// What decides this viewer's visibility: staff see by role alone, others by who they are.
-    fn class(&self) -> (Uuid, AppRole) {
-        match self.role {
-            AppRole::Manager | AppRole::SapsLiaison | AppRole::Admin => (Uuid::nil(), self.role),
-            AppRole::Citizen | AppRole::FieldWorker => (self.profile_id, self.role),
-        }
-    }
+/// Why the server ended a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    SlowConsumer,
+    RightsChanged,
 }
 
 /// One event for one subscriber, with the ticket as it was when the event was fanned out.
@@ -68,6 +74,8 @@ pub enum SubscriptionError {
     TooFarBehind,
     #[error("this subscription fell too far behind and was ended; resubscribe with after: \"{last_event_id}\"")]
     SlowConsumer { last_event_id: i64 },
+    #[error("your role or municipality changed, so this subscription was ended; subscribe again")]
+    RightsChanged,
     #[error("database error")]
     Db(#[from] DbErr),
 }
@@ -120,7 +128,7 @@ struct Subscriber {
     viewer: Viewer,
     ticket_id: Option<Uuid>,
     tx: mpsc::Sender<Delivery>,
-    kicked: Arc<AtomicBool>,
+    ended: Arc<OnceLock<Ending>>,
 }
 
 impl Realtime {
@@ -178,11 +186,11 @@ impl Realtime {
         // Registered before the replay is read, so nothing falls between the two; the stream
         // drops live events it already replayed.
         let (tx, rx) = mpsc::channel(self.inner.buffer);
-        let kicked = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(OnceLock::new());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner.lock().municipalities.entry(municipality).or_default().subscribers.insert(
             id,
-            Subscriber { viewer, ticket_id, tx, kicked: kicked.clone() },
+            Subscriber { viewer, ticket_id, tx, ended: ended.clone() },
         );
         let registration = Registration { inner: self.inner.clone(), municipality, id };
 
@@ -191,7 +199,7 @@ impl Realtime {
             replay: replay.into(),
             rx,
             last: start,
-            kicked,
+            ended,
             done: false,
             _registration: registration,
         };
@@ -203,7 +211,7 @@ struct StreamState {
     replay: VecDeque<Delivery>,
     rx: mpsc::Receiver<Delivery>,
     last: i64,
-    kicked: Arc<AtomicBool>,
+    ended: Arc<OnceLock<Ending>>,
     done: bool,
     _registration: Registration,
 }
@@ -212,18 +220,30 @@ async fn next_delivery(mut st: StreamState) -> Option<(Result<Delivery, Subscrip
     if st.done {
         return None;
     }
+    // Rights that changed end the stream at once: nothing already queued under the old ones
+    // is sent.
+    let rights_changed = |st: &StreamState| st.ended.get() == Some(&Ending::RightsChanged);
+    if rights_changed(&st) {
+        st.done = true;
+        return Some((Err(SubscriptionError::RightsChanged), st));
+    }
     if let Some(delivery) = st.replay.pop_front() {
         st.last = delivery.event.id;
         return Some((Ok(delivery), st));
     }
     loop {
-        match st.rx.recv().await {
+        let received = st.rx.recv().await;
+        if rights_changed(&st) {
+            st.done = true;
+            return Some((Err(SubscriptionError::RightsChanged), st));
+        }
+        match received {
             Some(delivery) if delivery.event.id <= st.last => continue,
             Some(delivery) => {
                 st.last = delivery.event.id;
                 return Some((Ok(delivery), st));
             }
-            None if st.kicked.load(Ordering::Relaxed) => {
+            None if st.ended.get() == Some(&Ending::SlowConsumer) => {
                 st.done = true;
                 let last_event_id = st.last;
                 return Some((Err(SubscriptionError::SlowConsumer { last_event_id }), st));
@@ -331,52 +351,93 @@ impl Inner {
         max
     }
 
-    /// Ids of a municipality's events after its watermark, for catching up after a gap.
-    async fn missed_events(&self, municipality: Uuid, after: i64) -> Result<Vec<i64>, DbErr> {
-        let tx = db::begin(&self.pool, &Caller::Service, true).await?;
-        let ids: Vec<i64> = TicketEvent::find()
-            .select_only()
-            .column(ticket_event::Column::Id)
-            .filter(ticket_event::Column::MunicipalityId.eq(municipality))
-            .filter(ticket_event::Column::Id.gt(after))
-            .order_by_asc(ticket_event::Column::Id)
-            .into_tuple()
-            .all(&tx)
-            .await?;
-        tx.rollback().await?;
-        Ok(ids)
-    }
-
-    /// Fans one event out to the municipality's subscribers who may see its ticket. The cost
-    /// is the same few statements whatever the number of subscribers.
-    async fn fan_out(&self, municipality: Uuid, event_id: i64) -> Result<(), DbErr> {
-        let classes: Vec<(Uuid, AppRole)> = {
-            let state = self.lock();
-            let Some(channel) = state.municipalities.get(&municipality) else { return Ok(()) };
-            if event_id <= channel.watermark {
+    /// Fans out a municipality's events after its watermark, in id order, and advances the
+    /// watermark past them. Only `ticket_events` is trusted: a notification merely says "look",
+    /// so a forged one finds nothing and moves nothing. The cost is the same few statements per
+    /// event whatever the number of subscribers.
+    async fn catch_up(&self, municipality: Uuid) -> Result<(), DbErr> {
+        loop {
+            let (watermark, profiles) = {
+                let state = self.lock();
+                let Some(channel) = state.municipalities.get(&municipality) else { return Ok(()) };
+                if channel.watermark < 0 {
+                    // Listening began but its starting point is not read yet: nothing to catch up.
+                    return Ok(());
+                }
+                let mut profiles: Vec<Uuid> = channel.subscribers.values().map(|s| s.viewer.profile_id).collect();
+                profiles.sort_unstable();
+                profiles.dedup();
+                (channel.watermark, profiles)
+            };
+            let tx = db::begin(&self.pool, &Caller::Service, true).await?;
+            let loaded = self.load_after(&tx, municipality, watermark, &profiles).await;
+            tx.rollback().await?;
+            let loaded = loaded?;
+            let more = loaded.len() as u64 == CATCH_UP_BATCH;
+            for (event, ticket, visible) in loaded {
+                self.deliver(municipality, event, ticket, &visible);
+            }
+            if !more {
                 return Ok(());
             }
-            let mut classes: Vec<(Uuid, AppRole)> = channel.subscribers.values().map(|s| s.viewer.class()).collect();
-            classes.sort_by_key(|(id, role)| (*id, role.to_value()));
-            classes.dedup();
-            classes
-        };
-        let (event, ticket, visible) = if classes.is_empty() {
-            (None, None, Vec::new())
-        } else {
-            self.load_for_fan_out(municipality, event_id, &classes).await?
-        };
+        }
+    }
+
+    /// The events after `watermark`, each with its ticket and which of `profiles` may see it
+    /// (decided with their current role and municipality).
+    async fn load_after(
+        &self,
+        tx: &impl ConnectionTrait,
+        municipality: Uuid,
+        watermark: i64,
+        profiles: &[Uuid],
+    ) -> Result<Vec<(ticket_event::Model, Option<ticket::Model>, HashSet<Uuid>)>, DbErr> {
+        let events = TicketEvent::find()
+            .filter(ticket_event::Column::MunicipalityId.eq(municipality))
+            .filter(ticket_event::Column::Id.gt(watermark))
+            .order_by_asc(ticket_event::Column::Id)
+            .limit(CATCH_UP_BATCH)
+            .all(tx)
+            .await?;
+        let profiles = profiles.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
+        let mut loaded = Vec::with_capacity(events.len());
+        for event in events {
+            if profiles.is_empty() {
+                loaded.push((event, None, HashSet::new()));
+                continue;
+            }
+            let ticket = Ticket::find_by_id(event.ticket_id).one(tx).await?;
+            let rows = tx
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "select p.id
+                     from public.tickets t
+                     join public.profiles p on p.id = any (string_to_array($2, ',')::uuid[])
+                     where t.id = $1
+                       and app.ticket_visible_to(t.municipality_id, t.reporter_id, t.assignee_id,
+                                                 t.is_sensitive, p.id, p.role, p.municipality_id)",
+                    [event.ticket_id.into(), profiles.clone().into()],
+                ))
+                .await?;
+            let visible = rows.iter().filter_map(|row| row.try_get::<Uuid>("", "id").ok()).collect();
+            loaded.push((event, ticket, visible));
+        }
+        Ok(loaded)
+    }
+
+    /// Sends one event to the channel's subscribers among `visible`, and advances the watermark.
+    fn deliver(&self, municipality: Uuid, event: ticket_event::Model, ticket: Option<ticket::Model>, visible: &HashSet<Uuid>) {
         let mut state = self.lock();
-        let Some(channel) = state.municipalities.get_mut(&municipality) else { return Ok(()) };
-        channel.watermark = channel.watermark.max(event_id);
-        let Some(event) = event else { return Ok(()) };
+        let Some(channel) = state.municipalities.get_mut(&municipality) else { return };
+        if event.id <= channel.watermark {
+            return;
+        }
+        channel.watermark = event.id;
         self.stats.events_fanned_out.fetch_add(1, Ordering::Relaxed);
-        let visible: std::collections::HashSet<(Uuid, AppRole)> =
-            visible.into_iter().filter_map(|i| classes.get(i).copied()).collect();
         let delivery = Delivery { event: Arc::new(event), ticket: ticket.map(Arc::new) };
         let mut gone = Vec::new();
         for (id, subscriber) in &channel.subscribers {
-            if !visible.contains(&subscriber.viewer.class()) {
+            if !visible.contains(&subscriber.viewer.profile_id) {
                 continue;
             }
             if subscriber.ticket_id.is_some_and(|t| t != delivery.event.ticket_id) {
@@ -387,7 +448,7 @@ impl Inner {
                     self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    subscriber.kicked.store(true, Ordering::Relaxed);
+                    let _ = subscriber.ended.set(Ending::SlowConsumer);
                     self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(subscriber = id, "ending a subscription that fell behind");
                     gone.push(*id);
@@ -399,45 +460,58 @@ impl Inner {
         for id in gone {
             channel.subscribers.remove(&id);
         }
-        Ok(())
     }
 
-    async fn load_for_fan_out(
-        &self,
-        municipality: Uuid,
-        event_id: i64,
-        classes: &[(Uuid, AppRole)],
-    ) -> Result<(Option<ticket_event::Model>, Option<ticket::Model>, Vec<usize>), DbErr> {
-        let tx = db::begin(&self.pool, &Caller::Service, true).await?;
-        let result = async {
-            let Some(event) = TicketEvent::find_by_id(event_id).one(&tx).await? else {
-                return Ok((None, None, Vec::new()));
-            };
-            let ticket = Ticket::find_by_id(event.ticket_id).one(&tx).await?;
-            let profiles: Vec<String> = classes.iter().map(|(p, _)| p.to_string()).collect();
-            let roles: Vec<String> = classes.iter().map(|(_, r)| r.to_value()).collect();
-            let rows = tx
-                .query_all_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "select (c.idx - 1)::int8 as idx
-                     from public.tickets t,
-                          unnest(string_to_array($2, ',')::uuid[], string_to_array($3, ',')) with ordinality
-                            as c(profile_id, role, idx)
-                     where t.id = $1
-                       and app.ticket_visible_to(t.municipality_id, t.reporter_id, t.assignee_id,
-                                                 t.is_sensitive, c.profile_id, c.role, $4)",
-                    [event.ticket_id.into(), profiles.join(",").into(), roles.join(",").into(), municipality.into()],
-                ))
-                .await?;
-            let visible = rows
-                .iter()
-                .filter_map(|row| row.try_get::<i64>("", "idx").ok())
-                .filter_map(|i| usize::try_from(i).ok())
-                .collect();
-            Ok((Some(event), ticket, visible))
+    /// Ends the subscriptions whose subscriber's role or municipality is no longer what it was
+    /// when they subscribed, or whose profile is gone (`only`: just this profile's). One
+    /// statement whatever the number of subscribers; what a notification says is only which
+    /// profile to look at.
+    async fn recheck_rights(&self, only: Option<Uuid>) -> Result<(), DbErr> {
+        let mut profiles: Vec<Uuid> = {
+            let state = self.lock();
+            state
+                .municipalities
+                .values()
+                .flat_map(|c| c.subscribers.values().map(|s| s.viewer.profile_id))
+                .filter(|p| only.is_none_or(|o| o == *p))
+                .collect()
+        };
+        profiles.sort_unstable();
+        profiles.dedup();
+        if profiles.is_empty() {
+            return Ok(());
         }
-        .await;
+        let tx = db::begin(&self.pool, &Caller::Service, true).await?;
+        let rows = tx
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "select p.id, p.role, p.municipality_id from public.profiles p
+                 where p.id = any (string_to_array($1, ',')::uuid[])",
+                [profiles.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",").into()],
+            ))
+            .await;
         tx.rollback().await?;
-        result
+        let mut current: HashMap<Uuid, (String, Uuid)> = HashMap::new();
+        for row in rows? {
+            current.insert(row.try_get("", "id")?, (row.try_get("", "role")?, row.try_get("", "municipality_id")?));
+        }
+        let mut state = self.lock();
+        for channel in state.municipalities.values_mut() {
+            channel.subscribers.retain(|_, s| {
+                let viewer = s.viewer;
+                if !profiles.contains(&viewer.profile_id) {
+                    return true;
+                }
+                let same = current
+                    .get(&viewer.profile_id)
+                    .is_some_and(|(role, m)| *role == viewer.role.to_value() && *m == viewer.municipality_id);
+                if !same {
+                    let _ = s.ended.set(Ending::RightsChanged);
+                    tracing::info!(profile_id = %viewer.profile_id, "ending a subscription whose rights changed");
+                }
+                same
+            });
+        }
+        Ok(())
     }
 }

@@ -269,6 +269,25 @@ impl LocalStore {
         Ok(Bucket { public, max_bytes, allowed_mime_types })
     }
 
+    /// Whether signed links to this object are void: it is a file of a sensitive ticket kept
+    /// outside `gbv-evidence` (`app.object_withheld`, docs/POLICY.md P-GBV-READ).
+    pub async fn withheld(&self, bucket: &str, path: &ObjectPath) -> Result<bool, StorageError> {
+        let tx = self.service_tx(true).await?;
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "select app.object_withheld($1, $2) as withheld",
+                [bucket.into(), path.as_str().into()],
+            ))
+            .await;
+        let _ = tx.commit().await;
+        let read = |e: DbErr| StorageError::other("checking an object's ticket", e);
+        match row.map_err(read)? {
+            Some(row) => row.try_get("", "withheld").map_err(read),
+            None => Ok(false),
+        }
+    }
+
     /// An object's row, if it exists.
     pub async fn object(&self, bucket: &str, path: &ObjectPath) -> Result<Option<StoredObject>, StorageError> {
         validate_bucket(bucket)?;

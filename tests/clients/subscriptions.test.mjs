@@ -120,3 +120,39 @@ test('a bad token is refused at connection_init with 4403', async () => {
   const event = await closed;
   assert.equal(event.code, 4403);
 });
+
+// Last in this file: it changes a demo person's role (docs/POLICY.md, P-LIVE-RIGHTS).
+test('a manager demoted while subscribed loses the subscription within a second', async () => {
+  const manager = subscribe('manager@demo.test');
+  const saps = subscribe('saps@demo.test');
+  await Promise.all([manager.ready, saps.ready]);
+  await new Promise((r) => setTimeout(r, 500));
+
+  const sapsToken = ward.tokenFor('saps@demo.test');
+  const adminToken = ward.tokenFor('admin@demo.test');
+  const sensitive = await graphql(
+    sapsToken,
+    'mutation { createTicket(input: { title: "Case", category: SAFETY, isSensitive: true }) { id } }',
+  );
+  const id = sensitive.createTicket.id;
+  await until(() => manager.received.length >= 1, 'the manager sees the sensitive case while a manager');
+
+  const me = await graphql(ward.tokenFor('manager@demo.test'), '{ me { id } }');
+  const demotedAt = Date.now();
+  await graphql(adminToken, 'mutation($id: ID!) { setProfileRole(profileId: $id, role: CITIZEN) { role } }', { id: me.me.id });
+  const ended = () =>
+    manager.errors.length > 0 || manager.received.some((r) => r.errors?.[0]?.extensions?.code === 'FORBIDDEN');
+  await until(ended, 'the end of the demoted manager\'s subscription', 1_000);
+  assert.ok(Date.now() - demotedAt <= 1_000);
+  const seen = manager.received.length;
+
+  await graphql(sapsToken, 'mutation($id: ID!) { setTicketStatus(id: $id, status: IN_PROGRESS) { status } }', { id });
+  await until(() => saps.received.length >= 2, 'the SAPS liaison sees the change');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(manager.received.length, seen, 'nothing reaches the demoted person');
+
+  manager.dispose();
+  saps.dispose();
+  await manager.client.dispose();
+  await saps.client.dispose();
+});

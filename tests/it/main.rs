@@ -4,10 +4,13 @@
 
 mod helpers;
 
+mod adversary;
 mod embedded;
 mod guard_rails;
 mod http_me;
 mod jwks;
+mod live_rights;
+mod firewall;
 mod migrations;
 mod operations;
 mod photos;

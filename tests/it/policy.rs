@@ -39,7 +39,7 @@ fn set(ids: &[Uuid]) -> BTreeSet<String> {
 
 /// Adds, as the owner, what the seed lacks: a sensitive ticket assigned to the field worker,
 /// media in each bucket, photos and upload intents.
-async fn fixtures(owner: &DatabaseConnection) {
+pub(crate) async fn fixtures(owner: &DatabaseConnection) {
     let sql = format!(
         "insert into tickets (id, municipality_id, category, title, reporter_id, assignee_id, is_sensitive)
            values ('{t8}', '{demo}', 'SAFETY', 'Sensitive, assigned to the worker', '{saps}', '{worker}', true);
