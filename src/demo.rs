@@ -53,7 +53,7 @@ macro_rules! person {
     };
 }
 
-/// The demo people, in the order DESIGN.md lists them.
+/// The demo people, in the order docs/POLICY.md lists them.
 pub const PEOPLE: [DemoPerson; 7] = [
     person!("citizen@demo.test", "Thandi Citizen", Citizen, DEMO, "1", "+27820000001"),
     person!("worker@demo.test", "Sipho Worker", FieldWorker, DEMO, "2", "+27820000002"),

@@ -428,9 +428,9 @@ async fn download_signed(
 ) -> Result<Response> {
     let (store, bucket, path) = target(&state, path)?;
     let Query(query) = query?;
-    store.verify_token(token_of(&query)?, TokenScope::Download, &bucket, &path)?;
+    let signed_at = store.verify_token(token_of(&query)?, TokenScope::Download, &bucket, &path)?;
     // P-GBV-READ: a link handed out before its ticket was flagged sensitive stops working.
-    if store.withheld(&bucket, &path).await? {
+    if store.withheld(&bucket, &path, signed_at).await? {
         return Err(StorageError::NotFound.into());
     }
     serve(&store, &bucket, &path, &headers, query.download.as_deref()).await

@@ -73,6 +73,10 @@ struct TokenClaims {
     bucket: String,
     path: String,
     iat: i64,
+    /// When it was signed, in milliseconds (`iat` has whole seconds only): signed links to a
+    /// sensitive ticket's files count only when signed after the ticket's last change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
     exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nonce: Option<String>,
@@ -189,6 +193,7 @@ impl LocalStore {
             bucket: bucket.into(),
             path: path.as_str().into(),
             iat: now.timestamp(),
+            iat_ms: Some(now.timestamp_millis()),
             exp: expires_at.timestamp(),
             nonce: (scope == TokenScope::Upload).then(|| Uuid::new_v4().simple().to_string()),
         };
@@ -204,7 +209,7 @@ impl LocalStore {
         scope: TokenScope,
         bucket: &str,
         path: &ObjectPath,
-    ) -> Result<(), StorageError> {
+    ) -> Result<DateTime<Utc>, StorageError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_aud = false;
@@ -228,7 +233,8 @@ impl LocalStore {
         if scope == TokenScope::Upload && claims.nonce.is_none() {
             return Err(StorageError::InvalidToken("the token does not verify".into()));
         }
-        Ok(())
+        // When it was signed (a token without milliseconds counts as signed long ago).
+        Ok(claims.iat_ms.and_then(DateTime::from_timestamp_millis).unwrap_or(DateTime::<Utc>::MIN_UTC))
     }
 
     /// The absolute URL of a local REST path (`kind` is e.g. `upload/sign`, `sign`, `public`).
@@ -269,15 +275,17 @@ impl LocalStore {
         Ok(Bucket { public, max_bytes, allowed_mime_types })
     }
 
-    /// Whether signed links to this object are void: it is a file of a sensitive ticket kept
-    /// outside `gbv-evidence` (`app.object_withheld`, docs/POLICY.md P-GBV-READ).
-    pub async fn withheld(&self, bucket: &str, path: &ObjectPath) -> Result<bool, StorageError> {
+    /// Whether a link signed at `signed_at` to this object is void: it is a file of a
+    /// sensitive ticket kept outside `gbv-evidence`, and the link was signed before the
+    /// ticket's last change (its flagging among them); after it, ward signs such links only
+    /// for SAPS liaisons and admins (`app.object_withheld`, docs/POLICY.md P-GBV-READ).
+    pub async fn withheld(&self, bucket: &str, path: &ObjectPath, signed_at: DateTime<Utc>) -> Result<bool, StorageError> {
         let tx = self.service_tx(true).await?;
         let row = tx
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "select app.object_withheld($1, $2) as withheld",
-                [bucket.into(), path.as_str().into()],
+                "select app.object_withheld($1, $2, $3) as withheld",
+                [bucket.into(), path.as_str().into(), signed_at.into()],
             ))
             .await;
         let _ = tx.commit().await;

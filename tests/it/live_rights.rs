@@ -12,7 +12,7 @@ use ward::demo::{self, DEMO, TICKETS};
 
 use crate::helpers::people::*;
 use crate::helpers::{TestApp, caller, spawn_app};
-use crate::subscriptions::Client;
+use crate::subscriptions::{Client, latest_event_id};
 
 async fn set_status(app: &TestApp, who: &str, ticket: usize, status: &str) {
     let response = app
@@ -45,10 +45,11 @@ async fn ended(client: &mut Client, code: &str, within: Duration) {
 #[tokio::test]
 async fn a_demoted_manager_loses_the_open_subscription_at_once() {
     let app = spawn_app().await;
+    let start = latest_event_id(&app).await.to_string();
     let mut manager = Client::new(&app, MANAGER).await;
     let mut saps = Client::new(&app, SAPS).await;
-    manager.subscribe("1", json!({})).await;
-    saps.subscribe("1", json!({})).await;
+    manager.subscribe("1", json!({ "after": start })).await;
+    saps.subscribe("1", json!({ "after": start })).await;
     // Both see a change of the sensitive case while the manager is a manager.
     set_status(&app, SAPS, 3, "IN_PROGRESS").await;
     assert_eq!(manager.update().await["ticket"]["id"], TICKETS[2].id.to_string());
@@ -67,14 +68,14 @@ async fn a_demoted_manager_loses_the_open_subscription_at_once() {
     // Sensitive and other people's tickets keep changing: the SAPS liaison sees it, the demoted
     // person (over the same socket) does not.
     set_status(&app, SAPS, 3, "RESOLVED").await;
-    set_status(&app, ADMIN, 4, "IN_PROGRESS").await;
+    set_status(&app, ADMIN, 2, "RESOLVED").await;
     assert_eq!(saps.update().await["ticket"]["id"], TICKETS[2].id.to_string());
     manager.nothing_for(Duration::from_millis(500)).await;
 
     // Subscribing again gives the rights they have now: their own tickets only (none).
     manager.subscribe("2", json!({})).await;
     set_status(&app, SAPS, 3, "CLOSED").await;
-    set_status(&app, ADMIN, 4, "RESOLVED").await;
+    set_status(&app, ADMIN, 2, "CLOSED").await;
     manager.nothing_for(Duration::from_millis(500)).await;
 }
 
@@ -82,11 +83,12 @@ async fn a_demoted_manager_loses_the_open_subscription_at_once() {
 async fn a_move_to_another_municipality_or_a_deleted_profile_ends_the_subscription() {
     let app = spawn_app().await;
     let owner = app.db.owner().await;
+    let start = latest_event_id(&app).await.to_string();
     let mut saps = Client::new(&app, SAPS).await;
     let mut worker = Client::new(&app, WORKER).await;
     let mut admin = Client::new(&app, ADMIN).await;
     for client in [&mut saps, &mut worker, &mut admin] {
-        client.subscribe("1", json!({})).await;
+        client.subscribe("1", json!({ "after": start })).await;
     }
     set_status(&app, ADMIN, 1, "IN_PROGRESS").await;
     for client in [&mut saps, &mut worker, &mut admin] {
@@ -128,8 +130,9 @@ async fn a_move_to_another_municipality_or_a_deleted_profile_ends_the_subscripti
 #[tokio::test]
 async fn a_forged_notify_moves_nothing() {
     let app = spawn_app().await;
+    let start = latest_event_id(&app).await.to_string();
     let mut manager = Client::new(&app, MANAGER).await;
-    manager.subscribe("1", json!({})).await;
+    manager.subscribe("1", json!({ "after": start })).await;
     set_status(&app, MANAGER, 1, "IN_PROGRESS").await;
     let first = manager.update().await;
     let first_id: i64 = first["eventId"].as_str().unwrap().parse().unwrap();

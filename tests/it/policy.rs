@@ -1,4 +1,4 @@
-//! The policy matrix of DESIGN.md, at the SQL level through the RLS session: for every demo
+//! The policy matrix of docs/POLICY.md, at the SQL level through the RLS session: for every demo
 //! person of both municipalities, every table, and select / insert / update / delete, what is
 //! visible and what is not.
 
@@ -102,6 +102,23 @@ async fn visible(pool: &DatabaseConnection, who: &Caller, table: &str) -> BTreeS
 enum Outcome {
     Rows(u64),
     Denied,
+}
+
+/// Like [`write`], after `setup` in the same transaction (a refused setup is `Denied`).
+async fn write_after(pool: &DatabaseConnection, who: &Caller, setup: &str, sql: &str) -> Outcome {
+    let tx = ward::db::begin(pool, who, false).await.unwrap();
+    let result = match tx.execute_unprepared(setup).await {
+        Ok(_) => tx.execute_unprepared(sql).await,
+        Err(e) => Err(e),
+    };
+    tx.rollback().await.unwrap();
+    match result {
+        Ok(done) => Outcome::Rows(done.rows_affected()),
+        Err(e) => match classify(&e) {
+            DbFailure::Denied(_) => Outcome::Denied,
+            other => panic!("{sql}: unexpected failure {other:?}: {e}"),
+        },
+    }
 }
 
 async fn write(pool: &DatabaseConnection, who: &Caller, sql: &str) -> Outcome {
@@ -399,29 +416,50 @@ async fn profile_writes() {
 #[tokio::test]
 async fn media_and_intent_writes_hold_the_gbv_firewall() {
     let (_db, pool) = setup().await;
+    // A ticket file confirms its uploader's own pending intent (P-MEDIA-INSERT): the intent
+    // first, then the row, in one transaction.
     let add_media = |who: &str, n: usize, bucket: &str, purpose: &str| {
         let muni = demo::person(who).unwrap().municipality.id;
-        format!(
-            "insert into media (ticket_id, municipality_id, purpose, bucket, object_path, content_type, size_bytes, uploaded_by)
-             values ('{}', '{muni}', '{purpose}', '{bucket}', '{muni}/{}/f.bin', 'application/pdf', 1, '{}')",
-            ticket(n),
-            Uuid::new_v4(),
-            pid(who)
+        let (intent, path) = (Uuid::new_v4(), format!("{muni}/{}/f.bin", Uuid::new_v4()));
+        (
+            format!(
+                "insert into upload_intents (id, municipality_id, created_by, purpose, ticket_id, bucket, object_path,
+                                             filename, content_type, max_size_bytes, expires_at)
+                 values ('{intent}', '{muni}', '{me}', '{purpose}', '{t}', '{bucket}', '{path}', 'f.bin',
+                         'application/pdf', 100, now() + interval '1 hour')",
+                me = pid(who),
+                t = ticket(n)
+            ),
+            format!(
+                "insert into media (ticket_id, municipality_id, purpose, bucket, object_path, content_type, size_bytes,
+                                    uploaded_by, upload_intent_id)
+                 values ('{}', '{muni}', '{purpose}', '{bucket}', '{path}', 'application/pdf', 1, '{}', '{intent}')",
+                ticket(n),
+                pid(who)
+            ),
         )
+    };
+    let write_media = async |who: &str, n: usize, bucket: &str, purpose: &str| {
+        let (intent, media) = add_media(who, n, bucket, purpose);
+        write_after(&pool, &caller(who), &intent, &media).await
     };
     // GBV evidence: managers, SAPS liaisons and admins upload; citizens (even the reporter)
     // and field workers do not.
     for who in [MANAGER, SAPS, ADMIN] {
-        assert_eq!(write(&pool, &caller(who), &add_media(who, 3, "gbv-evidence", "GBV_EVIDENCE")).await, Outcome::Rows(1), "{who}");
+        assert_eq!(write_media(who, 3, "gbv-evidence", "GBV_EVIDENCE").await, Outcome::Rows(1), "{who}");
     }
     for who in [CITIZEN, WORKER] {
-        assert_eq!(write(&pool, &caller(who), &add_media(who, 3, "gbv-evidence", "GBV_EVIDENCE")).await, Outcome::Denied, "{who}");
+        assert_eq!(write_media(who, 3, "gbv-evidence", "GBV_EVIDENCE").await, Outcome::Denied, "{who}");
     }
     // Evidence and documents: for tickets the uploader can see.
-    assert_eq!(write(&pool, &caller(CITIZEN), &add_media(CITIZEN, 1, "evidence", "EVIDENCE")).await, Outcome::Rows(1));
-    assert_eq!(write(&pool, &caller(WORKER), &add_media(WORKER, 4, "documents", "DOCUMENT")).await, Outcome::Rows(1));
-    assert_eq!(write(&pool, &caller(WORKER), &add_media(WORKER, 2, "evidence", "EVIDENCE")).await, Outcome::Denied);
-    assert_eq!(write(&pool, &caller(OTHER_MANAGER), &add_media(OTHER_MANAGER, 1, "evidence", "EVIDENCE")).await, Outcome::Denied);
+    assert_eq!(write_media(CITIZEN, 1, "evidence", "EVIDENCE").await, Outcome::Rows(1));
+    assert_eq!(write_media(WORKER, 4, "documents", "DOCUMENT").await, Outcome::Rows(1));
+    assert_eq!(write_media(WORKER, 2, "evidence", "EVIDENCE").await, Outcome::Denied);
+    assert_eq!(write_media(OTHER_MANAGER, 1, "evidence", "EVIDENCE").await, Outcome::Denied);
+    // Without an intent of one's own, no file row (it would open the object to the storage
+    // read policy).
+    let (_, orphan) = add_media(CITIZEN, 1, "evidence", "EVIDENCE");
+    assert_eq!(write(&pool, &caller(CITIZEN), &orphan).await, Outcome::Denied);
 
     let add_intent = |who: &str, n: usize, bucket: &str, purpose: &str| {
         let muni = demo::person(who).unwrap().municipality.id;
@@ -441,10 +479,14 @@ async fn media_and_intent_writes_hold_the_gbv_firewall() {
     assert_eq!(write(&pool, &caller(CITIZEN), &add_intent(CITIZEN, 3, "gbv-evidence", "GBV_EVIDENCE")).await, Outcome::Denied);
     assert_eq!(write(&pool, &caller(CITIZEN), &add_intent(CITIZEN, 1, "evidence", "EVIDENCE")).await, Outcome::Rows(1));
     assert_eq!(write(&pool, &caller(OTHER_CITIZEN), &add_intent(OTHER_CITIZEN, 1, "evidence", "EVIDENCE")).await, Outcome::Denied);
-    // Intents are their creator's: others can neither read (see select_matrix) nor change them.
-    let expire = format!("update upload_intents set status = 'EXPIRED' where id = '{INTENT_CITIZEN}'");
-    assert_eq!(write(&pool, &caller(CITIZEN), &expire).await, Outcome::Rows(1));
-    assert_eq!(write(&pool, &caller(ADMIN), &expire).await, Outcome::Rows(0));
+    // Intents are their creator's: others can neither read (see select_matrix) nor change
+    // them, and the creator only confirms a pending one (P-INTENT-UPDATE).
+    let status = |s: &str| format!("update upload_intents set status = '{s}' where id = '{INTENT_CITIZEN}'");
+    assert_eq!(write(&pool, &caller(CITIZEN), &status("CONFIRMED")).await, Outcome::Rows(1));
+    assert_eq!(write(&pool, &caller(CITIZEN), &status("EXPIRED")).await, Outcome::Denied);
+    let move_it = format!("update upload_intents set bucket = 'gbv-evidence', purpose = 'GBV_EVIDENCE' where id = '{INTENT_CITIZEN}'");
+    assert_eq!(write(&pool, &caller(CITIZEN), &move_it).await, Outcome::Denied);
+    assert_eq!(write(&pool, &caller(ADMIN), &status("CONFIRMED")).await, Outcome::Rows(0));
 }
 
 #[tokio::test]

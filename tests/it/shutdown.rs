@@ -151,7 +151,7 @@ async fn sigterm_closes_subscriptions_and_stops_the_cluster() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     assert!(
-        lines.iter().any(|l| l["span"]["request_id"] == "shutdown-test-request" && l["span"]["path"] == "/graphql"),
+        lines.iter().any(|l| l["span"]["request_id"] == "shutdown-test-request" && l["span"]["route"] == "/graphql"),
         "{log}"
     );
     assert!(lines.iter().any(|l| l["message"] == "shutting down"), "{log}");

@@ -104,7 +104,7 @@ impl Client {
     }
 }
 
-async fn latest_event_id(app: &TestApp) -> i64 {
+pub async fn latest_event_id(app: &TestApp) -> i64 {
     let owner = app.db.owner().await;
     let row = owner
         .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))

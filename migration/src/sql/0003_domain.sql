@@ -1,5 +1,5 @@
 -- ward's tables, the helpers its policies call, the policies of the "who sees what" contract
--- (DESIGN.md), and the triggers that keep derived columns and the ticket history.
+-- (docs/POLICY.md), and the triggers that keep derived columns and the ticket history.
 
 create schema if not exists app;
 grant usage on schema app to anon, authenticated, service_role;

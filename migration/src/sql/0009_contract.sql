@@ -317,6 +317,7 @@ create function app.guard_upload_intent() returns trigger
     t public.tickets;
     v_bucket text;
     v_folder uuid;
+    v_limit bigint;
   begin
     if not app.is_request_role() then
       return new;
@@ -360,7 +361,8 @@ create function app.guard_upload_intent() returns trigger
       raise exception 'this file''s bucket follows its purpose and the ticket''s sensitivity' using errcode = '42501';
     end if;
     -- The largest file of its kind (ward's MAX_FILE_BYTES and MAX_PHOTO_BYTES).
-    if new.max_size_bytes > case when new.purpose = 'PHOTO' then 10485760 else 52428800 end then
+    v_limit := case when new.purpose = 'PHOTO' then 10485760 else 52428800 end;
+    if new.max_size_bytes > v_limit then
       raise exception 'this file is larger than its kind allows' using errcode = '42501';
     end if;
     if split_part(new.object_path, '/', 1) <> v_folder::text then
@@ -416,18 +418,21 @@ alter policy media_select on public.media
                    and ((not t.is_sensitive and media.bucket <> 'gbv-evidence')
                         or (select app.current_app_role()) in ('saps_liaison', 'admin'))));
 
--- Whether an object may be served through a signed link: not when it is a file of a sensitive
--- ticket kept outside gbv-evidence (a link handed out before the flag stops working). For the
--- local storage backend, which asks as the service role.
-create function app.object_withheld(p_bucket text, p_name text) returns boolean
+-- Whether a link signed at p_signed_at may not serve an object: it is a file of a sensitive
+-- ticket kept outside gbv-evidence and the link predates the ticket's last change (the flag
+-- among them), so a link handed out before the flag stops working; ward signs such links
+-- afterwards only for SAPS liaisons and admins. For the local storage backend, which asks as
+-- the service role.
+create function app.object_withheld(p_bucket text, p_name text, p_signed_at timestamptz) returns boolean
   language sql stable set search_path = ''
   as $$
     select exists (select 1 from public.media m join public.tickets t on t.id = m.ticket_id
                    where m.bucket = p_bucket and m.object_path = p_name
-                     and t.is_sensitive and m.bucket <> 'gbv-evidence')
+                     and t.is_sensitive and m.bucket <> 'gbv-evidence'
+                     and t.updated_at >= p_signed_at)
   $$;
-revoke all on function app.object_withheld(text, text) from public;
-grant execute on function app.object_withheld(text, text) to service_role;
+revoke all on function app.object_withheld(text, text, timestamptz) from public;
+grant execute on function app.object_withheld(text, text, timestamptz) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- photos: in the owner's folder only

@@ -2,7 +2,7 @@
 -- (replaced in 0009) reads the caller's contacts through it.
 drop trigger if exists guard_photo on public.photos;
 drop function if exists app.guard_photo();
-drop function if exists app.object_withheld(text, text);
+drop function if exists app.object_withheld(text, text, timestamptz);
 alter policy media_select on public.media
   using (exists (select 1 from public.tickets t where t.id = media.ticket_id)
          and (bucket <> 'gbv-evidence'
