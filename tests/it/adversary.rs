@@ -341,6 +341,15 @@ fn baseline(who: &Attacker, table: &str) -> (Vec<String>, BTreeMap<String, Strin
     (setup, row.into_iter().map(|(c, v)| (c.to_string(), v)).collect())
 }
 
+/// The condition that picks `row` of `table`.
+fn row_key(table: &str, row: &Row) -> String {
+    if table == "ticket_counters" {
+        format!("municipality_id::text || ':' || year = '{}'", row.id)
+    } else {
+        format!("id::text = '{}'", row.id)
+    }
+}
+
 /// Whether the row already holds `value` in `column`.
 async fn unchanged(owner: &DatabaseConnection, table: &str, column: &str, key: &str, value: &str) -> bool {
     let sql = format!("select ({column} is not distinct from {value})::text from public.{table} where {key}");
@@ -408,11 +417,7 @@ async fn no_hostile_write_survives_as_any_demo_person_or_anon() {
         // UPDATE: every column of every row, by everyone.
         for who in &attackers {
             for row in &targets {
-                let key = if table == "ticket_counters" {
-                    format!("municipality_id::text || ':' || year = '{}'", row.id)
-                } else {
-                    format!("id::text = '{}'", row.id)
-                };
+                let key = row_key(table, row);
                 for column in columns {
                     for value in hostile(table, column, row.municipality.unwrap_or(DEMO.id), &Uuid::new_v4().to_string()) {
                         if unchanged(&owner, table, &column.name, &key, &value).await {
@@ -499,11 +504,7 @@ async fn no_hostile_write_survives_as_any_demo_person_or_anon() {
         // DELETE: every row, by everyone. Only a photo's owner may delete it.
         for who in &attackers {
             for row in &targets {
-                let key = if table == "ticket_counters" {
-                    format!("municipality_id::text || ':' || year = '{}'", row.id)
-                } else {
-                    format!("id::text = '{}'", row.id)
-                };
+                let key = row_key(table, row);
                 let sql = format!("delete from public.{table} where {key} returning 'deleted'");
                 let outcome = attempt(&pool, &who.caller, &[], &sql).await;
                 let own_photo = table == "photos" && who.me.is_some_and(|m| Some(m.0) == row.owner);

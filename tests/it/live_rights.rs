@@ -11,19 +11,8 @@ use ward::db;
 use ward::demo::{self, DEMO, TICKETS};
 
 use crate::helpers::people::*;
-use crate::helpers::{TestApp, caller, spawn_app};
-use crate::subscriptions::{Client, latest_event_id};
-
-async fn set_status(app: &TestApp, who: &str, ticket: usize, status: &str) {
-    let response = app
-        .graphql(
-            Some(who),
-            "mutation($id: ID!, $s: TicketStatus!) { setTicketStatus(id: $id, status: $s) { status } }",
-            json!({ "id": TICKETS[ticket - 1].id.to_string(), "s": status }),
-        )
-        .await;
-    assert!(response.get("errors").is_none(), "{response}");
-}
+use crate::helpers::{caller, spawn_app};
+use crate::subscriptions::{Client, latest_event_id, set_status};
 
 /// Waits for the server to end subscription `id`: an error with `code`, then `complete`.
 async fn ended(client: &mut Client, code: &str, within: Duration) {

@@ -114,7 +114,7 @@ pub async fn latest_event_id(app: &TestApp) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
-async fn set_status(app: &TestApp, who: &str, ticket: usize, status: &str) {
+pub async fn set_status(app: &TestApp, who: &str, ticket: usize, status: &str) {
     let response = app
         .graphql(
             Some(who),
