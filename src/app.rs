@@ -181,12 +181,14 @@ impl App {
 
     /// Builds the application on an already prepared database.
     pub async fn build_on(config: &Config, database: PreparedDatabase) -> anyhow::Result<App> {
-        let pool = db::connect(&database.request_url, config.db_pool_size)
+        let pool = db::connect_pool(&database.request_url, config.db_pool_size, config.db_acquire_timeout)
             .await
             .context("connecting to the database")?;
         db::check_request_role(&pool).await?;
         // See `graphql::Services::aside`: two connections, the first opened now.
-        let aside = db::connect(&database.request_url, 2).await.context("connecting to the database")?;
+        let aside = db::connect_pool(&database.request_url, 2, config.db_acquire_timeout)
+            .await
+            .context("connecting to the database")?;
         let secret = jwt_secret(config)?;
         let listener = TcpListener::bind(config.bind)
             .await
@@ -197,7 +199,8 @@ impl App {
             Some(url) => url.clone(),
             None => format!("http://{}", listener.local_addr().context("reading the bound address")?),
         };
-        let (storage, local_storage) = crate::storage::build(config, pool.clone(), &secret, &public_url)
+        let (storage, local_storage) = crate::storage::build(config, &database.request_url, &secret, &public_url)
+            .await
             .context("setting up object storage")?;
         let shutdown = CancellationToken::new();
         let listen_url = config.database_listen_url.clone().unwrap_or_else(|| database.request_url.clone());

@@ -81,6 +81,9 @@ pub struct Config {
     pub pg_bin_dir: Option<PathBuf>,
     /// `WARD_DB_POOL_SIZE`: connections in the request pool. Default 10.
     pub db_pool_size: u32,
+    /// `WARD_DB_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled connection before
+    /// it is answered `UNAVAILABLE` (HTTP 503 with `Retry-After`). Default 2000.
+    pub db_acquire_timeout: std::time::Duration,
     /// `SUPABASE_URL`: the Supabase project, e.g. `https://xyz.supabase.co`.
     pub supabase_url: Option<String>,
     /// `SUPABASE_JWKS_URL`: the project's public signing keys, for ES256/RS256 tokens. Default:
@@ -170,6 +173,13 @@ impl Config {
                 problem: format!("`{v}` is not a number from 1 to 1000"),
             })?,
             None => 10,
+        };
+        let db_acquire_timeout = match get("WARD_DB_ACQUIRE_TIMEOUT_MS") {
+            Some(v) => v.parse().ok().filter(|n| (10..=60_000).contains(n)).ok_or(ConfigError {
+                name: "WARD_DB_ACQUIRE_TIMEOUT_MS",
+                problem: format!("`{v}` is not a number of milliseconds from 10 to 60000"),
+            })?,
+            None => 5000,
         };
         let log_format = match get("WARD_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -338,6 +348,7 @@ impl Config {
             data_dir: get("WARD_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".ward")),
             pg_bin_dir: get("WARD_PG_BINDIR").map(PathBuf::from),
             db_pool_size,
+            db_acquire_timeout: std::time::Duration::from_millis(db_acquire_timeout),
             supabase_url,
             supabase_jwks_url,
             supabase_service_role_key,

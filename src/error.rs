@@ -15,7 +15,8 @@ pub enum ErrorCode {
     BadUserInput,
     Conflict,
     Internal,
-    /// A dependency (the database's listener) is down for now: retry.
+    /// The database or storage is overloaded or down for now: retry (over HTTP: status 503
+    /// with `Retry-After`).
     Unavailable,
     /// A subscription fell too far behind and was ended: resubscribe with `after`.
     SlowConsumer,
@@ -113,6 +114,10 @@ impl From<&sea_orm::DbErr> for ApiError {
                 ApiError::new(ErrorCode::Conflict, "the data changed concurrently; try again")
             }
             DbFailure::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+            DbFailure::Unavailable => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::new(ErrorCode::Unavailable, "the database is busy or unavailable; try again shortly")
+            }
             DbFailure::Other => ApiError::internal(e),
         }
     }

@@ -6,6 +6,8 @@
 pub enum AuthError {
     #[error("the Authorization header must be `Bearer <token>`")]
     MalformedHeader,
+    #[error("the credential is longer than {} bytes", super::jwt::MAX_CREDENTIAL_BYTES)]
+    TooLong,
     #[error("the token has expired")]
     Expired,
     #[error("the token is not valid yet")]

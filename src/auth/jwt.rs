@@ -16,6 +16,8 @@ use super::jwks::Jwks;
 use super::{AuthError, Caller, UserClaims};
 use crate::config::Secret;
 
+/// The longest `Authorization` header or token ward reads (16 KiB).
+pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 30;
 
@@ -79,6 +81,9 @@ impl Authenticator {
     /// Turns an `Authorization` header value (or its absence) into a caller.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let Some(header) = authorization else { return Ok(Caller::Anonymous) };
+        if header.len() > MAX_CREDENTIAL_BYTES {
+            return Err(AuthError::TooLong);
+        }
         let token = bearer_token(header)?;
         if self.relay.as_ref().is_some_and(|relay| relay.matches(token)) {
             return Ok(Caller::Service);
@@ -88,6 +93,11 @@ impl Authenticator {
 
     /// Verifies one token.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        // Supabase's access tokens are about 1 KB; nothing honest comes near this, and a huge
+        // one costs base64 and JSON work before its signature can fail.
+        if token.len() > MAX_CREDENTIAL_BYTES {
+            return Err(AuthError::TooLong);
+        }
         // Read the header ourselves first: jsonwebtoken cannot even parse `none`, and a token
         // naming an algorithm ward does not take must say so rather than look malformed.
         let Some((alg, kid)) = header_alg_kid(token) else {

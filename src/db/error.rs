@@ -1,7 +1,7 @@
 //! What a database error means for a caller, from its SQLSTATE. The error text itself never
 //! leaves the server.
 
-use sea_orm::{DbErr, RuntimeErr};
+use sea_orm::{DbErr, RuntimeErr, SqlxError};
 
 /// The kinds of database failure a request can cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub enum DbFailure {
     Contention,
     /// A function reported that the row it needs does not exist for this caller (P0002).
     NotFound,
+    /// No connection could be had in time (the pool is exhausted), the connection broke, or
+    /// the server is shutting down, starting or out of connections: retry shortly.
+    Unavailable,
     /// Anything else: an internal error.
     Other,
 }
@@ -26,14 +29,31 @@ pub enum DbFailure {
 /// Classifies a sea-orm error.
 pub fn classify(err: &DbErr) -> DbFailure {
     let sqlx_error = match err {
+        DbErr::ConnectionAcquire(_) => return DbFailure::Unavailable,
         DbErr::Query(RuntimeErr::SqlxError(e))
         | DbErr::Exec(RuntimeErr::SqlxError(e))
         | DbErr::Conn(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return DbFailure::Unavailable,
         _ => return DbFailure::Other,
     };
-    let Some(db_error) = sqlx_error.as_database_error() else { return DbFailure::Other };
+    let Some(db_error) = sqlx_error.as_database_error() else {
+        return match &**sqlx_error {
+            SqlxError::Io(_)
+            | SqlxError::Tls(_)
+            | SqlxError::PoolTimedOut
+            | SqlxError::PoolClosed
+            | SqlxError::WorkerCrashed => DbFailure::Unavailable,
+            _ => DbFailure::Other,
+        };
+    };
+    let code = db_error.code();
+    // Connection exceptions (08), insufficient resources (53: too many connections, out of
+    // memory or disk), and the server shutting down or starting (57P01-57P03).
+    if code.as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || matches!(c, "57P01" | "57P02" | "57P03")) {
+        return DbFailure::Unavailable;
+    }
     let constraint = db_error.constraint().unwrap_or_default().to_string();
-    match db_error.code().as_deref() {
+    match code.as_deref() {
         Some("42501") => DbFailure::Denied(db_error.message().to_string()),
         Some("25006") => DbFailure::Denied("this request may not write".to_string()),
         Some("23505") => DbFailure::Duplicate(constraint),

@@ -6,7 +6,7 @@ mod error;
 mod session;
 
 pub use error::{DbFailure, classify};
-pub use session::{RlsSession, SessionError, begin};
+pub use session::{RlsSession, SessionError, begin, end};
 
 use std::time::Duration;
 
@@ -28,14 +28,25 @@ pub enum StartupError {
     Db(#[from] DbErr),
 }
 
-/// Opens a pool.
+/// Opens a pool for startup and maintenance work (migrations, the demo), whose callers can
+/// wait: a checkout may take up to ten seconds.
 pub async fn connect(url: &Secret, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_pool(url, max_connections, Duration::from_secs(10)).await
+}
+
+/// Opens a pool whose checkouts give up after `acquire_timeout`: a request that waits longer
+/// is answered `UNAVAILABLE` ([`DbFailure::Unavailable`]) instead of hanging.
+pub async fn connect_pool(
+    url: &Secret,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.expose().to_string());
     options
         .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         // sqlx pings a connection on every checkout by default: a round trip per request on
         // top of the ones it makes (and a second one comes on release). Ping only connections
         // that sat idle long enough for a proxy or firewall to have dropped them.

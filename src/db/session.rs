@@ -38,6 +38,18 @@ pub async fn begin(
     Ok(tx)
 }
 
+/// Commits or rolls back `tx`, and finishes doing so even if the caller is cancelled.
+///
+/// sqlx counts a transaction as ended only once the server has answered its `COMMIT` or
+/// `ROLLBACK`. A caller cancelled in between (a client that hangs up while its request
+/// commits) would drop a transaction that still counts as open; dropping queues another
+/// `ROLLBACK`, which then reaches a connection with no transaction (PostgreSQL's warning
+/// "there is no transaction in progress"), and the request's own outcome is left to chance.
+/// Finished in a task of its own, the transaction ends exactly once, as asked.
+pub async fn end(tx: DatabaseTransaction, commit: bool) -> Result<(), DbErr> {
+    FinishedIfDropped::new(async move { if commit { tx.commit().await } else { tx.rollback().await } }).await
+}
+
 /// A future that, if dropped before it is done, is finished in a task of its own.
 ///
 /// `BEGIN` needs this: sqlx queues a `ROLLBACK` for a cancelled `BEGIN` only once the server
@@ -167,8 +179,7 @@ impl RlsSession {
     pub async fn finish(&self, commit: bool) -> Result<(), DbErr> {
         let mut state = self.state.write().await;
         match std::mem::replace(&mut *state, State::Finished) {
-            State::Open(tx) if commit => tx.commit().await,
-            State::Open(tx) => tx.rollback().await,
+            State::Open(tx) => end(tx, commit).await,
             State::Idle | State::Finished => Ok(()),
         }
     }

@@ -309,8 +309,8 @@ impl TicketFilter {
             }
         }
         Ok(DomainFilter {
-            statuses: self.status.unwrap_or_default().into_iter().map(Into::into).collect(),
-            categories: self.category.unwrap_or_default().into_iter().map(Into::into).collect(),
+            statuses: distinct(self.status, "status")?.into_iter().map(Into::into).collect(),
+            categories: distinct(self.category, "category")?.into_iter().map(Into::into).collect(),
             ward_id: self.ward_id.as_ref().map(|id| parse_id(id, "wardId")).transpose()?,
             assignee_id: self.assignee_id.as_ref().map(|id| parse_id(id, "assigneeId")).transpose()?,
             is_sensitive: self.is_sensitive,
@@ -319,6 +319,29 @@ impl TicketFilter {
             search: self.search,
         })
     }
+}
+
+/// The longest list a filter takes: more values than any enum of the schema has, far fewer
+/// than would reach PostgreSQL's limit on bind parameters.
+pub const MAX_FILTER_VALUES: usize = 50;
+
+/// A filter's list without repeats (in first-seen order), refused when longer than
+/// [`MAX_FILTER_VALUES`].
+fn distinct<T: PartialEq>(values: Option<Vec<T>>, name: &str) -> Result<Vec<T>, ApiError> {
+    let values = values.unwrap_or_default();
+    if values.len() > MAX_FILTER_VALUES {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::BadUserInput,
+            format!("`{name}` takes at most {MAX_FILTER_VALUES} values"),
+        ));
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    Ok(out)
 }
 
 /// What to sort tickets by.

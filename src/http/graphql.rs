@@ -6,8 +6,8 @@ use async_graphql::ParseRequestError;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
@@ -28,10 +28,14 @@ impl From<ApiError> for ApiErrorWithCode {
     }
 }
 
-fn coded_response(error: ApiErrorWithCode) -> async_graphql::Response {
+fn coded_server_error(error: ApiErrorWithCode) -> ServerError {
     let mut server_error = ServerError::new(error.message, None);
     server_error.extensions.get_or_insert_with(Default::default).set("code", error.code);
-    async_graphql::Response::from_errors(vec![server_error])
+    server_error
+}
+
+fn coded_response(error: ApiErrorWithCode) -> async_graphql::Response {
+    async_graphql::Response::from_errors(vec![coded_server_error(error)])
 }
 
 fn error_response(error: ApiErrorWithCode) -> GraphQLResponse {
@@ -81,24 +85,50 @@ pub async fn graphql(
         session.allow_writes();
     }
     let mut response = state.schema.execute(request.data(RequestData::new(session.clone()))).await;
-    // Each mutation ran in a savepoint, so refused ones left nothing behind; an internal error
-    // may have left the transaction unusable, so then nothing is kept.
-    let internal = response.errors.iter().any(|e| {
-        e.extensions.as_ref().and_then(|x| x.get("code")).is_some_and(|c| {
-            *c == async_graphql::Value::from(ErrorCode::Internal.as_str())
-        })
+    // Each mutation ran in a savepoint, so refused ones left nothing behind. An internal error
+    // may have left the transaction unusable, and an unavailable database cannot commit: then
+    // nothing is kept, and nothing in the response may say otherwise.
+    let failure = response.errors.iter().find_map(|e| match error_code(e) {
+        Some(code) if code == ErrorCode::Internal.as_str() => Some(ErrorCode::Internal),
+        Some(code) if code == ErrorCode::Unavailable.as_str() => Some(ErrorCode::Unavailable),
+        _ => None,
     });
-    let commit = !internal;
-    if let Err(error) = session.finish(commit).await {
-        let api_error = ApiError::internal(&error);
-        let mut server_error = ServerError::new(api_error.message, None);
-        server_error.extensions.get_or_insert_with(Default::default).set("code", api_error.code.as_str());
-        response = async_graphql::Response::from_errors(vec![server_error]);
+    match session.finish(failure.is_none()).await {
+        Err(error) => {
+            // The commit failed: whatever the fields said, none of it happened.
+            let api_error = ApiError::from(&error);
+            response = coded_response(api_error.into());
+        }
+        Ok(()) => {
+            if let (Some(code), true) = (failure, operation.writes) {
+                response.data = async_graphql::Value::Null;
+                let message = "nothing this request changed was kept: it failed, so its whole transaction was \
+                               rolled back (mutations reported before the failure did not happen either)";
+                response.errors.push(coded_server_error(ApiErrorWithCode { code: code.as_str(), message: message.into() }));
+            }
+        }
     }
     prepare::code_errors(&mut response);
     state.preparer.learn(prepared, &response).await;
     state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
+    let unavailable = response.errors.iter().any(|e| error_code(e) == Some(ErrorCode::Unavailable.as_str()));
+    if unavailable {
+        // Overload or an outage: a status proxies, load balancers and clients' retry logic know.
+        let retry_after = [(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS))];
+        return (StatusCode::SERVICE_UNAVAILABLE, retry_after, GraphQLResponse::from(response)).into_response();
+    }
     GraphQLResponse::from(response).into_response()
+}
+
+/// What `Retry-After` says on a 503: a second is long enough for a pool to drain.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// An error's `extensions.code`, when it has one.
+fn error_code(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref().and_then(|x| x.get("code")) {
+        Some(async_graphql::Value::String(code)) => Some(code),
+        _ => None,
+    }
 }
 
 /// A request refused before it ran (a bad credential), counted in the metrics.

@@ -33,6 +33,69 @@ const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
 /// How long a connection may stay silent (the clients ping) before it is closed.
 const KEEPALIVE: Duration = Duration::from_secs(60);
+/// The most operations one connection may have running at once: a dashboard needs a
+/// handful; each costs the server a stream and a place in the realtime fan-out.
+pub const MAX_OPERATIONS_PER_SOCKET: usize = 100;
+
+/// The ids of a connection's running operations, seen in the messages both ways: a client's
+/// `subscribe` (legacy: `start`) adds one, its `complete` (legacy: `stop`) or the server's
+/// `complete` removes it.
+#[derive(Default)]
+struct Running(std::sync::Mutex<std::collections::HashSet<String>>);
+
+/// The fields of a protocol message that say what it does to which operation.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+impl Running {
+    /// Whether a client message may go on to the protocol; a new operation over the limit
+    /// may not, and its refusal is returned (a protocol error message for its id).
+    fn admit(&self, message: &[u8], protocol: WebSocketProtocols) -> Result<(), String> {
+        let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_slice::<Envelope>(message) else { return Ok(()) };
+        let mut running = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match kind.as_str() {
+            "subscribe" | "start" if !running.contains(&id) => {
+                if running.len() >= MAX_OPERATIONS_PER_SOCKET {
+                    return Err(too_many(&id, protocol));
+                }
+                running.insert(id);
+            }
+            "complete" | "stop" => {
+                running.remove(&id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Notes a server message: a `complete` ends its operation. Only messages that start like
+    /// one are parsed (the tag comes first in async-graphql's messages), not every delivery.
+    fn observe(&self, text: &str) {
+        if text.starts_with(r#"{"type":"complete""#) {
+            if let Ok(Envelope { id: Some(id), .. }) = serde_json::from_str::<Envelope>(text) {
+                self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
+            }
+        }
+    }
+}
+
+/// The protocol's error message for an operation refused as one too many.
+fn too_many(id: &str, protocol: WebSocketProtocols) -> String {
+    let error = serde_json::json!({
+        "message": format!("this connection already runs {MAX_OPERATIONS_PER_SOCKET} operations; complete one first"),
+        "extensions": { "code": "TOO_MANY_OPERATIONS" },
+    });
+    // graphql-transport-ws sends a list of errors; the legacy protocol one error.
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => serde_json::json!([error]),
+        _ => error,
+    };
+    serde_json::json!({ "type": "error", "id": id, "payload": payload }).to_string()
+}
 
 /// `GET /graphql/ws`.
 pub async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
@@ -58,11 +121,24 @@ pub async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgra
 
 async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
+    let running = Arc::new(Running::default());
+    // Refusals of operations over the limit, sent by the loop below.
+    let (refusals, mut refused_operations) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let admitted = running.clone();
     let input = stream
         .take_while(|message| future::ready(message.is_ok()))
-        .filter_map(|message| {
+        .filter_map(move |message| {
             future::ready(match message {
-                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                    let data = message.into_data();
+                    match admitted.admit(&data, protocol) {
+                        Ok(()) => Some(data),
+                        Err(refusal) => {
+                            let _ = refusals.send(refusal);
+                            None
+                        }
+                    }
+                }
                 _ => None,
             })
         });
@@ -103,7 +179,10 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         tokio::select! {
             message = output.next() => {
                 let message = match message {
-                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Text(text)) => {
+                        running.observe(&text);
+                        Message::Text(text.into())
+                    }
                     Some(WsMessage::Close(code, reason)) => {
                         // async-graphql closes a refused init with 1002; say what it was.
                         let code = if refused.load(Ordering::Relaxed) { CLOSE_FORBIDDEN } else { code };
@@ -130,6 +209,11 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
             () = &mut token_expiry, if expiring => {
                 let _ = sink.send(close(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a fresh one")).await;
                 return;
+            }
+            Some(refusal) = refused_operations.recv() => {
+                if sink.send(Message::Text(refusal.into())).await.is_err() {
+                    return;
+                }
             }
             () = &mut shutdown => {
                 let _ = sink.send(close(CLOSE_GOING_AWAY, "the server is shutting down")).await;

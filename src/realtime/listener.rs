@@ -20,7 +20,8 @@ use crate::config::Secret;
 pub enum Command {
     /// Listen to a municipality's channel (if not yet), then acknowledge.
     Listen(Uuid, oneshot::Sender<()>),
-    /// Stop listening, unless someone subscribed again meanwhile.
+    /// Stop listening, unless the channel has subscribers again (they register before they
+    /// send `Listen`).
     Unlisten(Uuid),
 }
 
@@ -80,8 +81,15 @@ async fn connect_and_catch_up(inner: &Inner, url: &Secret) -> Result<PgListener,
     listener.listen(PROFILE_CHANNEL).await?;
     // Changes of rights while the connection was down went unannounced.
     inner.recheck_rights(None).await.map_err(to_sqlx)?;
-    let municipalities: Vec<(Uuid, i64)> =
-        inner.lock().municipalities.iter().map(|(m, c)| (*m, c.watermark)).collect();
+    let municipalities: Vec<(Uuid, i64)> = inner
+        .lock()
+        .municipalities
+        .iter_mut()
+        .map(|(m, c)| {
+            c.listening = true;
+            (*m, c.watermark)
+        })
+        .collect();
     for (municipality, _) in &municipalities {
         listener.listen(&channel(*municipality)).await?;
     }
@@ -152,18 +160,14 @@ async fn serve(
 async fn handle(inner: &Inner, listener: &mut PgListener, command: Command) -> Result<(), sea_orm::sqlx::Error> {
     match command {
         Command::Listen(municipality, ack) => {
-            let new = {
+            let start = {
                 let mut state = inner.lock();
+                // Present unless its subscriber has already gone again (then the Unlisten that
+                // follows stops this listening).
                 let channel = state.municipalities.entry(municipality).or_default();
-                let new = channel.watermark == 0 && channel.subscribers.is_empty();
-                if new {
-                    // Mark it wanted so a reconnect re-listens even before the first subscriber
-                    // registers; -1 means "watermark not read yet".
-                    channel.watermark = -1;
-                }
-                new
+                !std::mem::replace(&mut channel.listening, true)
             };
-            if new {
+            if start {
                 listener.listen(&channel(municipality)).await?;
                 let latest = inner.latest_event_id(municipality).await.map_err(to_sqlx)?;
                 if let Some(channel) = inner.lock().municipalities.get_mut(&municipality) {

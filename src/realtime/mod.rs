@@ -117,11 +117,19 @@ struct State {
 }
 
 /// The subscribers of one municipality's channel.
-#[derive(Default)]
 struct Channel {
     subscribers: HashMap<u64, Subscriber>,
-    /// The last event id fanned out here (live or caught up).
+    /// The last event id fanned out here (live or caught up); -1 until listening has begun
+    /// and the starting point has been read.
     watermark: i64,
+    /// Whether the listener has LISTENed to this channel (since its last connect).
+    listening: bool,
+}
+
+impl Default for Channel {
+    fn default() -> Self {
+        Channel { subscribers: HashMap::new(), watermark: -1, listening: false }
+    }
 }
 
 struct Subscriber {
@@ -173,6 +181,20 @@ impl Realtime {
         ticket_id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Result<Delivery, SubscriptionError>> + Send + use<>, SubscriptionError> {
         let municipality = viewer.municipality_id;
+        // Registered first, then the listener is asked to listen: a subscriber counts from the
+        // moment it exists, so the last one of this municipality leaving meanwhile cannot
+        // UNLISTEN from under it (the listener handles both requests in order, and stops
+        // listening only to a channel without subscribers). Registered before the replay is
+        // read, so nothing falls between the two; the stream drops live events it already
+        // replayed.
+        let (tx, rx) = mpsc::channel(self.inner.buffer);
+        let ended = Arc::new(OnceLock::new());
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner.lock().municipalities.entry(municipality).or_default().subscribers.insert(
+            id,
+            Subscriber { viewer, ticket_id, tx, ended: ended.clone() },
+        );
+        let registration = Registration { inner: self.inner.clone(), municipality, id };
         let (ack, acked) = oneshot::channel();
         self.inner
             .commands
@@ -182,17 +204,6 @@ impl Realtime {
             Ok(Ok(())) => {}
             _ => return Err(SubscriptionError::Unavailable),
         }
-
-        // Registered before the replay is read, so nothing falls between the two; the stream
-        // drops live events it already replayed.
-        let (tx, rx) = mpsc::channel(self.inner.buffer);
-        let ended = Arc::new(OnceLock::new());
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner.lock().municipalities.entry(municipality).or_default().subscribers.insert(
-            id,
-            Subscriber { viewer, ticket_id, tx, ended: ended.clone() },
-        );
-        let registration = Registration { inner: self.inner.clone(), municipality, id };
 
         let (replay, start) = self.inner.replay(&caller, municipality, after, ticket_id).await?;
         let state = StreamState {

@@ -45,6 +45,18 @@ impl StorageError {
     pub fn other(context: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StorageError::Other { context, source: source.into() }
     }
+
+    /// A database failure of the local backend: [`StorageError::Unavailable`] when retrying
+    /// may help (no connection in time, the server going away), otherwise internal.
+    pub fn db(context: &'static str, source: sea_orm::DbErr) -> Self {
+        match crate::db::classify(&source) {
+            crate::db::DbFailure::Unavailable => {
+                tracing::warn!(error = %source, context, "storage database unavailable");
+                StorageError::Unavailable(context.to_string())
+            }
+            _ => StorageError::other(context, source),
+        }
+    }
 }
 
 impl From<StorageError> for ApiError {
@@ -58,7 +70,11 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidToken(_) | StorageError::Expired => {
                 ApiError::new(ErrorCode::Forbidden, e.to_string())
             }
-            StorageError::Unavailable(_) | StorageError::Other { .. } => ApiError::internal(&e),
+            StorageError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage unavailable");
+                ApiError::new(ErrorCode::Unavailable, "storage is unavailable for now; try again shortly")
+            }
+            StorageError::Other { .. } => ApiError::internal(&e),
         }
     }
 }

@@ -105,6 +105,12 @@ pub struct StoredObject {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// Connections in the local backend's own pool. A GraphQL request holds its request
+/// connection while it calls the store, so the store must never wait on that same pool (a
+/// full pool would wait on itself until the acquire timeout); its statements are short (a
+/// bucket's settings, an object's row), so a few connections serve many requests.
+pub const POOL_SIZE: u32 = 8;
+
 /// The local backend.
 pub struct LocalStore {
     root: PathBuf,
@@ -133,7 +139,8 @@ impl Drop for TempFile {
 }
 
 impl LocalStore {
-    /// A store under `root`, using `db` (the request pool; rows are written as `service_role`),
+    /// A store under `root`, using `db` (a pool of its own, connected like the request pool, of
+    /// [`POOL_SIZE`]; rows are written as `service_role`),
     /// signing tokens with `token_key`, handing out URLs under `public_url`.
     pub fn new(root: PathBuf, db: DatabaseConnection, token_key: Secret, public_url: &str) -> anyhow::Result<Self> {
         let tmp = root.join(TMP_DIR);
@@ -245,7 +252,7 @@ impl LocalStore {
     async fn service_tx(&self, read_only: bool) -> Result<DatabaseTransaction, StorageError> {
         crate::db::begin(&self.db, &Caller::Service, read_only)
             .await
-            .map_err(|e| StorageError::other("opening a storage transaction", e))
+            .map_err(|e| StorageError::db("opening a storage transaction", e))
     }
 
     /// A bucket's settings ([`StorageError::NotFound`] when there is no such bucket).
@@ -260,10 +267,10 @@ impl LocalStore {
                 [bucket.into()],
             ))
             .await
-            .map_err(|e| StorageError::other("reading a bucket", e))?;
-        let _ = tx.commit().await;
+            .map_err(|e| StorageError::db("reading a bucket", e))?;
+        let _ = crate::db::end(tx, true).await;
         let row = row.ok_or(StorageError::NotFound)?;
-        let read = |e: DbErr| StorageError::other("reading a bucket", e);
+        let read = |e: DbErr| StorageError::db("reading a bucket", e);
         let public: bool = row.try_get("", "public").map_err(read)?;
         let limit: Option<i64> = row.try_get("", "file_size_limit").map_err(read)?;
         let mimes: Option<Value> = row.try_get("", "mimes").map_err(read)?;
@@ -288,8 +295,8 @@ impl LocalStore {
                 [bucket.into(), path.as_str().into(), signed_at.into()],
             ))
             .await;
-        let _ = tx.commit().await;
-        let read = |e: DbErr| StorageError::other("checking an object's ticket", e);
+        let _ = crate::db::end(tx, true).await;
+        let read = |e: DbErr| StorageError::db("checking an object's ticket", e);
         match row.map_err(read)? {
             Some(row) => row.try_get("", "withheld").map_err(read),
             None => Ok(false),
@@ -301,7 +308,7 @@ impl LocalStore {
         validate_bucket(bucket)?;
         let tx = self.service_tx(true).await?;
         let row = find_object(&tx, bucket, path).await;
-        let _ = tx.commit().await;
+        let _ = crate::db::end(tx, true).await;
         row
     }
 
@@ -391,19 +398,19 @@ impl LocalStore {
             Ok(Some(row)) => row,
             Ok(None) => return Err(StorageError::other("storing an object's row", DbErr::RecordNotInserted)),
             Err(e) if matches!(classify(&e), DbFailure::Duplicate(_)) => return Err(StorageError::AlreadyExists),
-            Err(e) => return Err(StorageError::other("storing an object's row", e)),
+            Err(e) => return Err(StorageError::db("storing an object's row", e)),
         };
-        let read = |e: DbErr| StorageError::other("storing an object's row", e);
+        let read = |e: DbErr| StorageError::db("storing an object's row", e);
         let id: Uuid = row.try_get("", "id").map_err(read)?;
         let created_at: DateTime<Utc> = row.try_get("", "created_at").map_err(read)?;
         let updated_at: DateTime<Utc> = row.try_get("", "updated_at").map_err(read)?;
 
         let final_path = self.file_path(bucket, path);
         publish(&tmp_path, &final_path).await?;
-        if let Err(e) = tx.commit().await {
+        if let Err(e) = crate::db::end(tx, true).await {
             // The row is gone with the transaction; so goes the file this call created.
             let _ = tokio::fs::remove_file(&final_path).await;
-            return Err(StorageError::other("committing an object's row", e));
+            return Err(StorageError::db("committing an object's row", e));
         }
         tracing::info!(bucket, object_id = %id, size, "object stored");
         Ok(StoredObject {
@@ -429,14 +436,14 @@ impl LocalStore {
             [object.id.into()],
         ))
         .await
-        .map_err(|e| StorageError::other("deleting an object's row", e))?;
+        .map_err(|e| StorageError::db("deleting an object's row", e))?;
         let file = self.file_path(bucket, path);
         match tokio::fs::remove_file(&file).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StorageError::other("deleting an object's file", e)),
         }
-        tx.commit().await.map_err(|e| StorageError::other("committing a deletion", e))?;
+        crate::db::end(tx, true).await.map_err(|e| StorageError::db("committing a deletion", e))?;
         // Empty folders left behind are removed, best effort (a concurrent upload into one
         // recreates it: see `publish`).
         let bucket_dir = self.root.join(bucket);
@@ -480,7 +487,7 @@ async fn find_object(
     bucket: &str,
     path: &ObjectPath,
 ) -> Result<Option<StoredObject>, StorageError> {
-    let read = |e: DbErr| StorageError::other("reading an object's row", e);
+    let read = |e: DbErr| StorageError::db("reading an object's row", e);
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -17,7 +17,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
 
 use crate::config::{Config, StorageBackend};
 
@@ -96,15 +95,17 @@ pub trait ObjectStore: Send + Sync {
 /// The store in use, and the local backend again when it is that one (ward serves its REST paths).
 pub type Stores = (Arc<dyn ObjectStore>, Option<Arc<LocalStore>>);
 
-/// The storage backend the configuration asks for.
-pub fn build(
+/// The storage backend the configuration asks for. The local backend connects a pool of its
+/// own (see [`local::POOL_SIZE`]) at `request_url`.
+pub async fn build(
     config: &Config,
-    db: DatabaseConnection,
+    request_url: &crate::config::Secret,
     jwt_secret: &crate::config::Secret,
     public_url: &str,
 ) -> anyhow::Result<Stores> {
     match config.storage {
         StorageBackend::Local => {
+            let db = crate::db::connect_pool(request_url, local::POOL_SIZE, config.db_acquire_timeout).await?;
             let local = Arc::new(LocalStore::new(
                 config.data_dir.join("storage"),
                 db,

@@ -70,7 +70,11 @@ fn start_cluster() -> Cluster {
         superuser_password: SUPERUSER_PASSWORD.into(),
         ephemeral: true,
         // For the tests that count the statements a request costs.
-        settings: vec![("shared_preload_libraries".into(), "pg_stat_statements".into())],
+        // The database in each log line: tests read the warnings of their own database.
+        settings: vec![
+            ("shared_preload_libraries".into(), "pg_stat_statements".into()),
+            ("log_line_prefix".into(), "%m [%p] db=%d ".into()),
+        ],
     })
     .expect("start the embedded cluster");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -253,8 +257,19 @@ impl TestApp {
             request = request.header("authorization", value);
         }
         let response = request.send().await.expect("send the request");
-        assert!(response.status().is_success(), "HTTP {}", response.status());
-        response.json().await.expect("a JSON response")
+        let status = response.status();
+        let retry_after = response.headers().contains_key("retry-after");
+        let body: Value = response.json().await.expect("a JSON response");
+        // UNAVAILABLE, and only it, comes with 503 and Retry-After.
+        let unavailable = body["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|e| e["extensions"]["code"] == "UNAVAILABLE")
+        });
+        if unavailable {
+            assert!(status == 503 && retry_after, "UNAVAILABLE with HTTP {status}: {body}");
+        } else {
+            assert!(status.is_success(), "HTTP {status}: {body}");
+        }
+        body
     }
 
     /// POSTs a GraphQL request as a demo person (or anonymously with `None`).
@@ -262,6 +277,12 @@ impl TestApp {
         let header = email.map(|e| format!("Bearer {}", self.token(e)));
         self.graphql_with_header(header.as_deref(), query, variables).await
     }
+}
+
+/// Lines of the shared cluster's log about `database` that say `needle`.
+pub fn log_lines(database: &str, needle: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(cluster().cluster.data_dir().join("server.log")).unwrap_or_default();
+    log.lines().filter(|l| l.contains(&format!("db={database} ")) && l.contains(needle)).map(String::from).collect()
 }
 
 /// The `extensions.code` of a response's first error.

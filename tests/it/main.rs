@@ -6,6 +6,7 @@ mod helpers;
 
 mod adversary;
 mod embedded;
+mod faults;
 mod guard_rails;
 mod http_me;
 mod jwks;

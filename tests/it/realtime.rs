@@ -133,21 +133,31 @@ async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn a_slow_consumer_is_ended_and_does_not_hold_up_others() {
-    let db = TestDb::new().await;
-    let pool = db.app_pool().await;
+/// A realtime hub on `db` with subscriber buffers of `buffer`, once its listener is ready.
+async fn ready_hub(db: &TestDb, buffer: usize) -> (Realtime, CancellationToken) {
     let stop = CancellationToken::new();
-    let realtime = Realtime::start(pool.clone(), db.app_url(), 4, stop.clone());
+    let realtime = Realtime::start(db.app_pool().await, db.app_url(), buffer, stop.clone());
     for _ in 0..200 {
         if realtime.is_ready() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    (realtime, stop)
+}
+
+/// The demo manager as a subscriber and as a caller.
+fn manager() -> (Viewer, ward::auth::Caller) {
     let person = demo::person("manager@demo.test").unwrap();
     let viewer = Viewer { profile_id: person.profile_id, role: person.role, municipality_id: person.municipality.id };
-    let who = caller("manager@demo.test");
+    (viewer, caller("manager@demo.test"))
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_ended_and_does_not_hold_up_others() {
+    let db = TestDb::new().await;
+    let (realtime, stop) = ready_hub(&db, 4).await;
+    let (viewer, who) = manager();
     let slow = realtime.subscribe(who.clone(), viewer, None, None).await.unwrap();
     let mut fast = Box::pin(realtime.subscribe(who, viewer, None, None).await.unwrap());
     let owner = db.owner().await;
@@ -177,5 +187,42 @@ async fn a_slow_consumer_is_ended_and_does_not_hold_up_others() {
     }
     assert!(slow.next().await.is_none());
     assert_eq!(realtime.stats().slow_consumers.load(std::sync::atomic::Ordering::Relaxed), 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn subscribing_while_the_last_subscriber_leaves_never_loses_the_channel() {
+    let db = TestDb::new().await;
+    let (realtime, stop) = ready_hub(&db, 16).await;
+    let (viewer, who) = manager();
+    let owner = db.owner().await;
+    let mut current = Box::pin(realtime.subscribe(who.clone(), viewer, None, None).await.unwrap());
+    for round in 0..200 {
+        // A newcomer subscribes while the only subscriber leaves: the Listen and the Unlisten
+        // of the one municipality race, in a different interleaving each round.
+        let newcomer = {
+            let (realtime, who) = (realtime.clone(), who.clone());
+            tokio::spawn(async move { realtime.subscribe(who, viewer, None, None).await.map(Box::pin) })
+        };
+        for _ in 0..(round % 5) {
+            tokio::task::yield_now().await;
+        }
+        drop(current);
+        current = newcomer.await.unwrap().unwrap();
+        if round % 20 == 19 {
+            // The channel is still listened to: a change reaches the newcomer.
+            owner
+                .execute_unprepared(&format!("update tickets set title = 'Round {round}' where id = '{}'", TICKETS[0].id))
+                .await
+                .unwrap();
+            let delivery = tokio::time::timeout(Duration::from_secs(5), current.next())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the update never came"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(delivery.ticket.unwrap().title, format!("Round {round}"));
+        }
+    }
+    assert_eq!(realtime.subscriber_count(), 1);
     stop.cancel();
 }

@@ -85,3 +85,56 @@ async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_behind() {
     back_in_the_pool(&pool).await;
     assert_eq!(idle_in_transaction(&owner).await, 0);
 }
+
+#[tokio::test]
+async fn a_commit_cancelled_on_the_wire_still_ends_the_transaction_exactly_once() {
+    let test_db = TestDb::new().await;
+    let owner = test_db.owner().await;
+    let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
+    let manager = ward::demo::person("manager@demo.test").unwrap();
+    let mut cancelled = 0;
+    for attempt in 0..100 {
+        back_in_the_pool(&pool).await;
+        let session = db::RlsSession::new(pool.clone(), caller("manager@demo.test"));
+        session.allow_writes();
+        let name = format!("Committed {attempt}");
+        session
+            .run(async |tx| {
+                tx.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "update profiles set display_name = $1 where id = $2",
+                    [name.clone().into(), manager.profile_id.into()],
+                ))
+                .await
+                .map_err(db::SessionError::from)
+            })
+            .await
+            .unwrap();
+        // One poll sends COMMIT and waits for its answer; dropping the future there is a
+        // client hanging up while its request commits.
+        if session.finish(true).now_or_never().is_none() {
+            cancelled += 1;
+        }
+        drop(session);
+        back_in_the_pool(&pool).await;
+        assert_eq!(idle_in_transaction(&owner).await, 0, "a pooled connection stayed inside a transaction");
+        // Asked to commit, it committed, cancelled or not.
+        let row = owner
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "select display_name from profiles where id = $1",
+                [manager.profile_id.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", "display_name").unwrap(), name);
+        if cancelled == 5 {
+            break;
+        }
+    }
+    assert!(cancelled > 0, "COMMIT was answered within a single poll every time: nothing was cancelled");
+    // Nothing sent a second COMMIT or ROLLBACK to a connection outside its transaction.
+    let warnings = crate::helpers::log_lines(&test_db.name, "there is no transaction in progress");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

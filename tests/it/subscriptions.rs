@@ -66,6 +66,12 @@ impl Client {
         self.ws.send(Message::text(message.to_string())).await.unwrap();
     }
 
+    /// Ends one of this connection's operations.
+    pub async fn complete(&mut self, id: &str) {
+        let message = json!({ "id": id, "type": "complete" });
+        self.ws.send(Message::text(message.to_string())).await.unwrap();
+    }
+
     /// The next protocol message (answering pings), or `None` after `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<Value> {
         loop {

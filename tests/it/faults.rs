@@ -1,0 +1,364 @@
+//! Load and faults: many storage operations on the default pool, an exhausted pool answered
+//! `UNAVAILABLE` at once, a failed request that keeps none of its changes, clients that hang
+//! up mid-request, and the limits on what one client may hold.
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use serde_json::{Value, json};
+use ward::demo::TICKETS;
+
+use crate::helpers::people::{CITIZEN, MANAGER};
+use crate::helpers::{TestApp, error_code, log_lines, spawn_app_with};
+
+fn t(n: usize) -> String {
+    TICKETS[n - 1].id.to_string()
+}
+
+fn png(side: u32) -> Vec<u8> {
+    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb([x as u8, y as u8, 99])
+    }));
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A failure of one operation: what it was and what came back.
+type Failures = Vec<String>;
+
+fn check(what: &str, response: &Value, failures: &mut Failures) {
+    if response.get("errors").is_some() {
+        failures.push(format!("{what}: {response}"));
+    }
+}
+
+async fn put(app: &TestApp, url: &str, content_type: &str, body: Vec<u8>, failures: &mut Failures) {
+    match app.http.put(url).header("content-type", content_type).body(body).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => failures.push(format!("PUT: HTTP {}", r.status())),
+        Err(e) => failures.push(format!("PUT: {e}")),
+    }
+}
+
+/// Evidence for ticket 1: intent, upload, confirm (three storage operations).
+async fn evidence_flow(app: &TestApp, n: usize) -> Failures {
+    let mut failures = Vec::new();
+    let bytes = format!("evidence {n}").into_bytes();
+    let input = json!({ "input": { "ticketId": t(1), "purpose": "EVIDENCE", "filename": format!("e{n}.jpg"),
+        "contentType": "image/jpeg", "sizeBytes": bytes.len() } });
+    let intent = app
+        .graphql(Some(MANAGER), "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id uploadUrl } }", input)
+        .await;
+    check("createUploadIntent", &intent, &mut failures);
+    let Some(url) = intent["data"]["createUploadIntent"]["uploadUrl"].as_str() else { return failures };
+    put(app, url, "image/jpeg", bytes, &mut failures).await;
+    let id = intent["data"]["createUploadIntent"]["id"].clone();
+    let confirmed = app.graphql(Some(MANAGER), "mutation($id: ID!) { confirmUpload(intentId: $id) { id } }", json!({ "id": id })).await;
+    check("confirmUpload", &confirmed, &mut failures);
+    failures
+}
+
+/// A photo: intent, upload, confirm (decoded and thumbnailed).
+async fn photo_flow(app: &TestApp, n: usize) -> Failures {
+    let mut failures = Vec::new();
+    let bytes = png(8 + (n % 8) as u32);
+    let input = json!({ "input": { "filename": format!("p{n}.png"), "contentType": "image/png", "sizeBytes": bytes.len() } });
+    let intent = app
+        .graphql(Some(CITIZEN), "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }", input)
+        .await;
+    check("createPhotoUpload", &intent, &mut failures);
+    let Some(url) = intent["data"]["createPhotoUpload"]["uploadUrl"].as_str() else { return failures };
+    put(app, url, "image/png", bytes, &mut failures).await;
+    let id = intent["data"]["createPhotoUpload"]["id"].clone();
+    let confirmed = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": id })).await;
+    check("confirmPhotoUpload", &confirmed, &mut failures);
+    failures
+}
+
+async fn signed_urls(app: &TestApp) -> Failures {
+    let mut failures = Vec::new();
+    let response = app
+        .graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 60) } } }", json!({ "id": t(1) }))
+        .await;
+    check("signedUrl", &response, &mut failures);
+    if response["data"]["ticket"]["evidence"].as_array().is_none_or(|e| e.is_empty()) {
+        failures.push(format!("signedUrl: no evidence in {response}"));
+    }
+    failures
+}
+
+async fn photo_list(app: &TestApp) -> Failures {
+    let mut failures = Vec::new();
+    let response = app
+        .graphql(Some(CITIZEN), "{ me { photos(first: 20) { nodes { url(expiresIn: 60) thumbnailUrl } } } }", json!({}))
+        .await;
+    check("photos", &response, &mut failures);
+    failures
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_storage_operations_on_the_default_pool() {
+    // The default pool (10 connections), not the harness's smaller one.
+    let app = spawn_app_with(&[("WARD_DB_POOL_SIZE", "10".to_string())]).await;
+    let first = evidence_flow(&app, 0).await;
+    assert!(first.is_empty(), "{first:?}");
+    // 50 evidence uploads and 50 photo uploads (intent, PUT, confirm: 300 calls), 50 reads
+    // of signed URLs and 50 photo lists, all at once.
+    let mut work: Vec<std::pin::Pin<Box<dyn Future<Output = Failures> + Send + '_>>> = Vec::new();
+    for n in 1..=50 {
+        work.push(Box::pin(evidence_flow(&app, n)));
+        work.push(Box::pin(photo_flow(&app, n)));
+        work.push(Box::pin(signed_urls(&app)));
+        work.push(Box::pin(photo_list(&app)));
+    }
+    let failures: Failures = join_all(work).await.into_iter().flatten().collect();
+    assert!(failures.is_empty(), "{} failures, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    let count = app
+        .graphql(Some(CITIZEN), "{ me { photos { totalCount } } }", json!({}))
+        .await;
+    assert_eq!(count["data"]["me"]["photos"]["totalCount"], 50, "{count}");
+}
+
+/// Holds a row lock on ticket 1 from the owner's side until the returned transaction ends.
+async fn lock_ticket_one(owner: &DatabaseConnection) -> sea_orm::DatabaseTransaction {
+    let tx = owner.begin().await.unwrap();
+    tx.execute_unprepared(&format!("select 1 from tickets where id = '{}' for update", t(1))).await.unwrap();
+    tx
+}
+
+/// Waits until a request's statement in this database waits on a lock; returns its pid.
+async fn waiting_on_lock(owner: &DatabaseConnection) -> i32 {
+    for _ in 0..200 {
+        let row = owner
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "select pid from pg_stat_activity where datname = current_database() \
+                 and wait_event_type = 'Lock' and usename = 'authenticator' limit 1",
+            ))
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.try_get("", "pid").unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no request came to wait on the lock");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_is_answered_unavailable_at_once_and_counted() {
+    let app = spawn_app_with(&[
+        ("WARD_DB_POOL_SIZE", "1".to_string()),
+        ("WARD_DB_ACQUIRE_TIMEOUT_MS", "300".to_string()),
+    ])
+    .await;
+    let owner = app.db.owner().await;
+    let lock = lock_ticket_one(&owner).await;
+    // A mutation takes the pool's only connection and waits on the lock.
+    let holder = {
+        let (http, addr, token) = (app.http.clone(), app.addr, app.token(MANAGER));
+        tokio::spawn(async move {
+            http.post(format!("http://{addr}/graphql"))
+                .bearer_auth(token)
+                .json(&json!({ "query": "mutation($id: ID!) { setTicketStatus(id: $id, status: IN_PROGRESS) { status } }",
+                    "variables": { "id": t(1) } }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    waiting_on_lock(&owner).await;
+    // Anyone else now finds no connection: a quick, retryable answer, not a hang.
+    let started = Instant::now();
+    let response = app
+        .http
+        .post(format!("http://{}/graphql", app.addr))
+        .bearer_auth(app.token(CITIZEN))
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("UNAVAILABLE"), "{body}");
+    assert!(!body.to_string().contains("pool"), "no internals in {body}");
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+    let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ward_graphql_operations_total{") && l.contains("outcome=\"UNAVAILABLE\"")),
+        "{metrics}"
+    );
+    assert!(metrics.lines().any(|l| l.starts_with("ward_http_requests_total{") && l.contains("status=\"503\"")));
+    // The lock goes; the waiting mutation completes, and the server serves again.
+    lock.rollback().await.unwrap();
+    let held = holder.await.unwrap();
+    assert_eq!(held["data"]["setTicketStatus"]["status"], "IN_PROGRESS", "{held}");
+    let me = app.graphql(Some(CITIZEN), "{ me { id } }", json!({})).await;
+    assert!(me["data"]["me"]["id"].is_string(), "{me}");
+}
+
+#[tokio::test]
+async fn a_request_that_fails_reports_none_of_its_mutations_as_done() {
+    let app = spawn_app_with(&[]).await;
+    let owner = app.db.owner().await;
+    let lock = lock_ticket_one(&owner).await;
+    // Two mutations: the first succeeds, the second waits on the lock and is then cancelled
+    // by the database (an internal failure), so the request's transaction rolls back.
+    let request = {
+        let (http, addr, token) = (app.http.clone(), app.addr, app.token(MANAGER));
+        tokio::spawn(async move {
+            http.post(format!("http://{addr}/graphql"))
+                .bearer_auth(token)
+                .json(&json!({
+                    "query": "mutation($id: ID!) {
+                        renamed: updateMyProfile(input: { displayName: \"Rolled Back\" }) { id displayName }
+                        moved: setTicketStatus(id: $id, status: IN_PROGRESS) { status } }",
+                    "variables": { "id": t(1) } }))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let pid = waiting_on_lock(&owner).await;
+    owner.execute_unprepared(&format!("select pg_cancel_backend({pid})")).await.unwrap();
+    let response = request.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    lock.rollback().await.unwrap();
+    assert_eq!(body["data"], Value::Null, "no field may say it happened: {body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert!(errors.iter().all(|e| e["extensions"]["code"] == "INTERNAL"), "{body}");
+    assert!(errors.iter().any(|e| e["message"].as_str().unwrap().contains("nothing this request changed was kept")));
+    // And indeed nothing was kept.
+    let me = app.graphql(Some(MANAGER), "{ me { displayName } }", json!({})).await;
+    assert_ne!(me["data"]["me"]["displayName"], "Rolled Back", "{me}");
+    let ticket = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { status } }", json!({ "id": t(1) })).await;
+    assert_ne!(ticket["data"]["ticket"]["status"], "IN_PROGRESS");
+    // A read-only request with a failed field keeps what it read (nothing to roll back).
+    let ok = app.graphql(Some(MANAGER), "{ me { displayName } }", json!({})).await;
+    assert!(ok["data"]["me"]["displayName"].is_string());
+}
+
+#[tokio::test]
+async fn clients_hanging_up_mid_request_leave_no_connection_in_a_transaction() {
+    let app = spawn_app_with(&[]).await;
+    // Mutations and reads, each abandoned by its client after 0 to 30 ms: some before BEGIN,
+    // some mid-statement, some while committing.
+    let mut cut = 0;
+    for round in 0..6 {
+        let mut requests = Vec::new();
+        for n in 0..40u64 {
+            let (http, addr) = (app.http.clone(), app.addr);
+            let (token, query) = if n % 2 == 0 {
+                (app.token(MANAGER), format!("mutation {{ updateMyProfile(input: {{ displayName: \"Manager {round} {n}\" }}) {{ id }} }}"))
+            } else {
+                (app.token(CITIZEN), "{ me { id displayName municipality { name } } tickets(first: 5) { nodes { id } } }".to_string())
+            };
+            let patience = Duration::from_millis((n * 7 + round * 3) % 31);
+            requests.push(async move {
+                let send = http.post(format!("http://{addr}/graphql")).bearer_auth(token).json(&json!({ "query": query })).send();
+                tokio::time::timeout(patience, send).await.is_err()
+            });
+        }
+        cut += join_all(requests).await.into_iter().filter(|c| *c).count();
+    }
+    assert!(cut > 0, "no request was cut short");
+    // Once the dust settles: no connection of ward's sits in a transaction...
+    let owner = app.db.owner().await;
+    let mut in_transaction = i64::MAX;
+    for _ in 0..100 {
+        let row = owner
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "select count(*) filter (where state <> 'idle') as busy from pg_stat_activity \
+                 where datname = current_database() and usename = 'authenticator' and backend_type = 'client backend' \
+                 and query not ilike 'listen%' and query not ilike 'unlisten%'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        in_transaction = row.try_get("", "busy").unwrap();
+        if in_transaction == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_transaction, 0, "connections left busy or in a transaction");
+    // ...every request after it runs as its own caller (no one else's settings or transaction)...
+    let checks = (0..20).map(|n| {
+        let who = if n % 2 == 0 { CITIZEN } else { MANAGER };
+        let app = &app;
+        async move { (who, app.graphql(Some(who), "{ me { email role } }", json!({})).await) }
+    });
+    for (who, me) in join_all(checks).await {
+        assert_eq!(me["data"]["me"]["email"], who, "{me}");
+    }
+    // ...and PostgreSQL never saw a COMMIT or ROLLBACK outside a transaction.
+    let warnings = log_lines(&app.db.name, "there is no transaction in progress");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[tokio::test]
+async fn limits_on_what_one_client_may_hold() {
+    let app = spawn_app_with(&[]).await;
+    // A credential over 16 KiB is refused with a clear error, over HTTP...
+    let huge = format!("Bearer {}", "a".repeat(20 * 1024));
+    let response = app.graphql_with_header(Some(&huge), "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&response), Some("UNAUTHENTICATED"));
+    assert!(response["errors"][0]["message"].as_str().unwrap().contains("16384 bytes"), "{response}");
+    // ...and over a websocket.
+    match crate::subscriptions::connect(app.addr, json!({ "Authorization": huge }), "graphql-transport-ws").await {
+        crate::subscriptions::Init::Closed(code, reason) => {
+            assert_eq!(code, 4403);
+            assert!(reason.contains("16384"), "{reason}");
+        }
+        crate::subscriptions::Init::Acked(_) => panic!("a huge token was accepted"),
+    }
+    // Filter lists: repeats are one value; more than 50 values are refused, not sent to SQL.
+    let query = "query($s: [TicketStatus!]) { tickets(first: 50, filter: { status: $s }) { nodes { id } } }";
+    let repeated = app.graphql(Some(MANAGER), query, json!({ "s": vec!["OPEN"; 50] })).await;
+    let once = app.graphql(Some(MANAGER), query, json!({ "s": ["OPEN"] })).await;
+    assert!(repeated.get("errors").is_none(), "{repeated}");
+    assert_eq!(repeated["data"], once["data"]);
+    assert!(!once["data"]["tickets"]["nodes"].as_array().unwrap().is_empty());
+    let long = app.graphql(Some(MANAGER), query, json!({ "s": vec!["OPEN"; 5000] })).await;
+    assert_eq!(error_code(&long), Some("BAD_USER_INPUT"), "{long}");
+    // Operations per websocket: 100 run; the 101st is refused with a coded error, and one
+    // more is admitted once one completes.
+    let mut client = crate::subscriptions::Client::new(&app, MANAGER).await;
+    // From the current event on, so that a subscription still being set up when the ticket
+    // changes replays the change.
+    let after = json!({ "after": crate::subscriptions::latest_event_id(&app).await.to_string() });
+    for id in 0..100 {
+        client.subscribe(&id.to_string(), after.clone()).await;
+    }
+    client.subscribe("one-too-many", after.clone()).await;
+    let refusal = client.next(Duration::from_secs(10)).await.expect("a refusal");
+    assert_eq!(refusal["type"], "error", "{refusal}");
+    assert_eq!(refusal["id"], "one-too-many");
+    assert_eq!(refusal["payload"][0]["extensions"]["code"], "TOO_MANY_OPERATIONS");
+    client.complete("7").await;
+    client.subscribe("room-again", after).await;
+    crate::subscriptions::set_status(&app, MANAGER, 1, "IN_PROGRESS").await;
+    // Every running subscription gets the update, the newcomer among them; no error.
+    let mut got = std::collections::HashSet::new();
+    while got.len() < 100 {
+        let Some(message) = client.next(Duration::from_secs(10)).await else {
+            panic!("updates for {} subscriptions only", got.len());
+        };
+        if message["type"] == "complete" && message["id"] == "7" {
+            continue;
+        }
+        assert_eq!(message["type"], "next", "{message}");
+        got.insert(message["id"].as_str().unwrap().to_string());
+    }
+    assert!(got.contains("room-again") && !got.contains("7") && !got.contains("one-too-many"));
+}
