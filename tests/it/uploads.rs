@@ -189,7 +189,12 @@ async fn media_server() -> std::net::SocketAddr {
         .route("/media/page.html", get(html))
         .route("/media/streamed", get(streamed_huge))
         .route("/media/slow", get(slow))
-        .route("/media/moved", get(|| async { Redirect::temporary("/media/photo.jpg") }));
+        .route("/media/moved", get(|| async { Redirect::temporary("/media/photo.jpg") }))
+        // Each hop within a one-second limit, the whole chain not.
+        .route("/media/dawdle/{n}", get(|axum::extract::Path(n): axum::extract::Path<u32>| async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            if n == 0 { jpeg().await } else { Redirect::temporary(&format!("/media/dawdle/{}", n - 1)).into_response() }
+        }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -231,6 +236,7 @@ async fn the_relay_ingests_media_from_urls() {
         ("/media/photo.jpg", Some("application/pdf"), "BAD_USER_INPUT"),
         ("/media/streamed", None, "BAD_USER_INPUT"),
         ("/media/slow", None, "UNAVAILABLE"),
+        ("/media/dawdle/3", None, "UNAVAILABLE"),
         ("/media/missing", None, "BAD_USER_INPUT"),
     ] {
         let response = app.graphql_with_header(Some(&service), INGEST, ingest(1, path, declared)).await;
@@ -255,7 +261,9 @@ async fn ingest_refuses_internal_addresses_outside_tests() {
     let app = spawn_app().await;
     let server = media_server().await;
     let service = service_header(&app);
-    for url in [format!("http://{server}/media/photo.jpg"), "http://localhost:1/x".to_string(), "http://169.254.169.254/latest".to_string()] {
+    let special = ["http://localhost:1/x", "http://169.254.169.254/latest", "http://[64:ff9b::a9fe:a9fe]/latest",
+        "http://[2002:7f00:1::1]/", "http://240.0.0.1/", "http://[::ffff:7f00:1]/", "http://0x7f.1/", "http://2130706433/"];
+    for url in std::iter::once(format!("http://{server}/media/photo.jpg")).chain(special.map(String::from)) {
         let response = app.graphql_with_header(Some(&service), INGEST, json!({ "id": t(1), "url": url })).await;
         assert_eq!(error_code(&response), Some("FORBIDDEN"), "{url}: {response}");
     }
