@@ -268,6 +268,10 @@ impl App {
             let period = Duration::from_secs(state.config.sla_sweep_seconds);
             tokio::spawn(crate::jobs::sla_sweeper(pool.clone(), period, stopping.clone()))
         });
+        let upload_sweeper = (state.config.upload_sweep_seconds > 0).then(|| {
+            let period = Duration::from_secs(state.config.upload_sweep_seconds);
+            tokio::spawn(crate::jobs::upload_sweeper(pool.clone(), state.storage.clone(), period, stopping.clone()))
+        });
         let server = axum::serve(listener, crate::http::router(state))
             .with_graceful_shutdown(stopping.clone().cancelled_owned());
         let signal = stopping.clone();
@@ -282,8 +286,8 @@ impl App {
             () = drain => tracing::warn!(timeout_s = drain_timeout.as_secs(), "requests still running at the drain deadline"),
         }
         stopping.cancel();
-        if let Some(sweeper) = sweeper {
-            let _ = sweeper.await;
+        for job in [sweeper, upload_sweeper].into_iter().flatten() {
+            let _ = job.await;
         }
         let _ = pool.close().await;
         if let Some(cluster) = database.cluster {

@@ -59,6 +59,9 @@ pub struct Config {
     /// `WARD_SLA_SWEEP_SECONDS`: how often the SLA sweeper records breached tickets; 0 turns
     /// it off (another server sweeps). Default 60.
     pub sla_sweep_seconds: u64,
+    /// `WARD_UPLOAD_SWEEP_SECONDS`: how often upload intents past their expiry are marked
+    /// `EXPIRED` and their unconfirmed objects removed; 0 turns it off. Default 300.
+    pub upload_sweep_seconds: u64,
     /// `WARD_INGEST_TIMEOUT_SECONDS`: how long `ingestTicketMedia` may take to download one
     /// file. Default 30.
     pub ingest_timeout_seconds: u64,
@@ -215,6 +218,13 @@ impl Config {
             })?,
             None => 60,
         };
+        let upload_sweep_seconds = match get("WARD_UPLOAD_SWEEP_SECONDS") {
+            Some(v) => v.parse().ok().filter(|n| *n <= 86_400).ok_or(ConfigError {
+                name: "WARD_UPLOAD_SWEEP_SECONDS",
+                problem: format!("`{v}` is not a number of seconds from 0 to 86400"),
+            })?,
+            None => 300,
+        };
         let subscriber_buffer = match get("WARD_SUBSCRIBER_BUFFER") {
             Some(v) => v.parse().ok().filter(|n| (1..=100_000).contains(n)).ok_or(ConfigError {
                 name: "WARD_SUBSCRIBER_BUFFER",
@@ -340,6 +350,7 @@ impl Config {
             database_listen_url: secret("DATABASE_LISTEN_URL"),
             subscriber_buffer,
             sla_sweep_seconds,
+            upload_sweep_seconds,
             ingest_timeout_seconds,
             ingest_allow_private,
             bind,

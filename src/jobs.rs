@@ -1,6 +1,8 @@
-//! Background jobs that run beside the server: the SLA sweeper. Each takes a cancellation
-//! token and stops when the server shuts down.
+//! Background jobs that run beside the server: the SLA sweeper and the upload sweeper. Each
+//! takes a cancellation token and stops when the server shuts down, and each is safe with
+//! several servers running it against one database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
@@ -8,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Caller;
 use crate::db;
-use crate::domain::tickets;
+use crate::domain::{tickets, uploads};
 use crate::error::ApiError;
+use crate::storage::{ObjectPath, ObjectStore, StorageError};
 
 /// Once per `period`, records an `SLA_BREACHED` notice for every open ticket past its due time
 /// (once per ticket: the database makes this safe with several servers sweeping).
@@ -32,6 +35,50 @@ pub async fn sla_sweeper(pool: DatabaseConnection, period: Duration, stop: Cance
 async fn sweep_once(pool: &DatabaseConnection) -> Result<i32, ApiError> {
     let tx = db::begin(pool, &Caller::Service, false).await.map_err(|e| ApiError::from(&e))?;
     let recorded = tickets::sweep_sla_breaches(&tx).await?;
-    tx.commit().await.map_err(|e| ApiError::from(&e))?;
+    db::end(tx, true).await.map_err(|e| ApiError::from(&e))?;
     Ok(recorded)
+}
+
+/// Once per `period`, expires the upload intents nobody confirmed in time and removes what was
+/// uploaded for them (see [`uploads::expire_due`]). The intents are marked first, in a short
+/// transaction, and the objects removed after it commits: no storage call holds a
+/// connection, and a confirmation can never find its object gone while its intent is pending.
+/// A crash between the two leaves the objects of `EXPIRED` intents, unreachable (nothing
+/// signs links to them) until removed by hand.
+pub async fn upload_sweeper(
+    pool: DatabaseConnection,
+    storage: Arc<dyn ObjectStore>,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match expire_uploads_once(&pool, storage.as_ref()).await {
+            Ok((0, _)) => {}
+            Ok((expired, removed)) => tracing::info!(expired, removed, "expired upload intents swept"),
+            Err(error) => tracing::warn!(code = error.code.as_str(), message = %error.message, "upload sweep failed"),
+        }
+    }
+}
+
+/// One sweep: how many intents expired, and how many objects were removed.
+pub async fn expire_uploads_once(pool: &DatabaseConnection, storage: &dyn ObjectStore) -> Result<(usize, usize), ApiError> {
+    let tx = db::begin(pool, &Caller::Service, false).await.map_err(|e| ApiError::from(&e))?;
+    let expired = uploads::expire_due(&tx).await?;
+    db::end(tx, true).await.map_err(|e| ApiError::from(&e))?;
+    let mut removed = 0;
+    for (bucket, path) in &expired {
+        let Ok(path) = ObjectPath::parse(path) else { continue };
+        match storage.delete(bucket, &path).await {
+            Ok(()) => removed += 1,
+            Err(StorageError::NotFound) => {}
+            Err(error) => tracing::warn!(%error, bucket, "removing an expired upload failed"),
+        }
+    }
+    Ok((expired.len(), removed))
 }

@@ -209,6 +209,35 @@ pub async fn signed_link(
     Ok(storage.create_signed_download(&file.bucket, &path, ttl).await?)
 }
 
+/// How long past its expiry an intent is left alone: an upload that began just before the
+/// expiry may still be arriving.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(15 * 60);
+/// The most intents one sweep expires (the next sweep takes the rest).
+pub const EXPIRY_BATCH: u64 = 200;
+
+/// Marks the pending intents past their expiry (and [`EXPIRY_GRACE`]) `EXPIRED`, at most
+/// [`EXPIRY_BATCH`], and returns where their objects would be. Run as the service role. Rows
+/// another server is expiring, or a confirmation holds, are skipped (`SKIP LOCKED`), and the
+/// update re-checks `PENDING`: each intent expires once, and never after its confirmation.
+pub async fn expire_due(db: &impl ConnectionTrait) -> Result<Vec<(String, String)>, DomainError> {
+    let grace = EXPIRY_GRACE.as_secs() as i64;
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "update public.upload_intents set status = 'EXPIRED', updated_at = now() \
+             where id in (select id from public.upload_intents \
+                          where status = 'PENDING' and expires_at < now() - make_interval(secs => $1) \
+                          order by expires_at limit $2 for update skip locked) \
+               and status = 'PENDING' \
+             returning bucket, object_path",
+            [grace.into(), (EXPIRY_BATCH as i64).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get::<String>("", "bucket")?, row.try_get::<String>("", "object_path")?)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

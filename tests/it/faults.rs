@@ -362,3 +362,65 @@ async fn limits_on_what_one_client_may_hold() {
     }
     assert!(got.contains("room-again") && !got.contains("7") && !got.contains("one-too-many"));
 }
+
+#[tokio::test]
+async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
+    let app = spawn_app_with(&[("WARD_UPLOAD_SWEEP_SECONDS", "0".to_string())]).await;
+    let intent = async |n: usize, upload: bool| {
+        let bytes = png(8);
+        let input = json!({ "input": { "filename": format!("x{n}.png"), "contentType": "image/png", "sizeBytes": bytes.len() } });
+        let created = app
+            .graphql(Some(CITIZEN), "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id path uploadUrl } }", input)
+            .await;
+        let created = created["data"]["createPhotoUpload"].clone();
+        if upload {
+            let mut failures = Vec::new();
+            put(&app, created["uploadUrl"].as_str().unwrap(), "image/png", bytes, &mut failures).await;
+            assert!(failures.is_empty(), "{failures:?}");
+        }
+        (created["id"].as_str().unwrap().to_string(), created["path"].as_str().unwrap().to_string())
+    };
+    let (abandoned, abandoned_path) = intent(1, true).await;
+    let (confirmed, confirmed_path) = intent(2, true).await;
+    let (never_uploaded, _) = intent(3, false).await;
+    let (fresh, fresh_path) = intent(4, true).await;
+    let done = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": confirmed })).await;
+    assert!(done.get("errors").is_none(), "{done}");
+    let owner = app.db.owner().await;
+    owner
+        .execute_unprepared(&format!(
+            "update upload_intents set expires_at = now() - interval '1 hour' where id in ('{abandoned}', '{confirmed}', '{never_uploaded}')"
+        ))
+        .await
+        .unwrap();
+    // Two servers sweep at once: each intent expires once.
+    let (a, b) = (crate::storage::local_store(&app).await, crate::storage::local_store(&app).await);
+    let (pool_a, pool_b) = (app.db.app_pool().await, app.db.app_pool().await);
+    let (first, second) = tokio::join!(
+        ward::jobs::expire_uploads_once(&pool_a, &a),
+        ward::jobs::expire_uploads_once(&pool_b, &b)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.0 + second.0, 2, "{first:?} {second:?}");
+    assert_eq!(first.1 + second.1, 1, "one of the two had an object: {first:?} {second:?}");
+    let again = ward::jobs::expire_uploads_once(&pool_a, &a).await.unwrap();
+    assert_eq!(again, (0, 0));
+    let status = async |id: &str| {
+        let row = owner
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("select status from upload_intents where id = '{id}'")))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<String>("", "status").unwrap()
+    };
+    assert_eq!(status(&abandoned).await, "EXPIRED");
+    assert_eq!(status(&never_uploaded).await, "EXPIRED");
+    assert_eq!(status(&confirmed).await, "CONFIRMED");
+    assert_eq!(status(&fresh).await, "PENDING");
+    let object_exists = |path: &str| crate::storage::storage_root(&app).join("user-photos").join(path).exists();
+    assert!(!object_exists(&abandoned_path), "the abandoned upload's file is gone");
+    assert!(object_exists(&confirmed_path) && object_exists(&fresh_path), "the others' files stay");
+    let late = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": abandoned })).await;
+    assert_eq!(error_code(&late), Some("BAD_USER_INPUT"), "{late}");
+    assert!(late["errors"][0]["message"].as_str().unwrap().contains("expired"));
+}

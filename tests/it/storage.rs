@@ -22,13 +22,13 @@ fn path(p: &str) -> ObjectPath {
 }
 
 /// The spawned server's storage root (its `WARD_DATA_DIR` is the scratch dir of its database).
-fn storage_root(app: &TestApp) -> std::path::PathBuf {
+pub(crate) fn storage_root(app: &TestApp) -> std::path::PathBuf {
     scratch_dir(&app.db.name).join("storage")
 }
 
 /// A `LocalStore` on the same folder, database and key as the spawned server: what the
 /// server's own `AppState.storage` is.
-async fn local_store(app: &TestApp) -> LocalStore {
+pub(crate) async fn local_store(app: &TestApp) -> LocalStore {
     LocalStore::new(
         storage_root(app),
         app.db.app_pool().await,
