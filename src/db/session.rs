@@ -120,7 +120,12 @@ pub struct RlsSession {
     caller: Caller,
     read_only: AtomicBool,
     state: RwLock<State>,
+    /// Work to run once the transaction has committed (removing deleted objects).
+    after_commit: std::sync::Mutex<Vec<AfterCommit>>,
 }
+
+/// A task [`RlsSession::after_commit`] runs once the transaction has committed.
+pub type AfterCommit = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 impl std::fmt::Debug for RlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,6 +141,7 @@ impl RlsSession {
             caller,
             read_only: AtomicBool::new(true),
             state: RwLock::new(State::Idle),
+            after_commit: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -163,6 +169,39 @@ impl RlsSession {
         }
     }
 
+    /// Runs `work` (calls to object storage, decoding an image) without holding a pooled
+    /// connection, when the transaction has nothing to keep yet: if it has written nothing and
+    /// locked no row (PostgreSQL assigned it no transaction id), it only read, and under READ
+    /// COMMITTED each statement reads afresh anyway, so it is ended and the next use begins
+    /// another. A transaction that has written must stay open for its commit, and `work`
+    /// runs while it waits.
+    pub async fn outside<T>(&self, work: impl Future<Output = T>) -> Result<T, SessionError> {
+        {
+            let mut state = self.state.write().await;
+            if let State::Open(tx) = &*state {
+                let row = tx
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        "select txid_current_if_assigned() is null as clean",
+                    ))
+                    .await?;
+                let clean = row.and_then(|r| r.try_get::<bool>("", "clean").ok()).unwrap_or(false);
+                if clean {
+                    if let State::Open(tx) = std::mem::replace(&mut *state, State::Idle) {
+                        end(tx, false).await?;
+                    }
+                }
+            }
+        }
+        Ok(work.await)
+    }
+
+    /// Runs `task` after the transaction commits, in a task of its own (a client hanging up
+    /// does not stop it); dropped if the transaction rolls back.
+    pub fn after_commit(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.after_commit.lock().unwrap_or_else(|p| p.into_inner()).push(Box::pin(task));
+    }
+
     async fn ensure_begun(&self) -> Result<(), SessionError> {
         if !matches!(*self.state.read().await, State::Idle) {
             return Ok(());
@@ -175,12 +214,20 @@ impl RlsSession {
         Ok(())
     }
 
-    /// Commits (or rolls back) the transaction, if one began. Waits for running calls.
+    /// Commits (or rolls back) the transaction, if one began, then runs the
+    /// [`RlsSession::after_commit`] tasks if it committed. Waits for running calls.
     pub async fn finish(&self, commit: bool) -> Result<(), DbErr> {
         let mut state = self.state.write().await;
-        match std::mem::replace(&mut *state, State::Finished) {
+        let ended = match std::mem::replace(&mut *state, State::Finished) {
             State::Open(tx) => end(tx, commit).await,
             State::Idle | State::Finished => Ok(()),
+        };
+        let tasks = std::mem::take(&mut *self.after_commit.lock().unwrap_or_else(|p| p.into_inner()));
+        if commit && ended.is_ok() {
+            for task in tasks {
+                let _ = tokio::spawn(task).await;
+            }
         }
+        ended
     }
 }

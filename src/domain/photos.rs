@@ -153,63 +153,77 @@ fn object_path(path: &str) -> Result<ObjectPath, DomainError> {
     ObjectPath::parse(path).map_err(DomainError::from)
 }
 
-/// Creates one upload intent of the caller's for a photo, and the URL to PUT it to.
-#[tracing::instrument(skip_all)]
-pub async fn create_upload(
-    db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    caller: &Caller,
-    upload: NewPhotoUpload,
-) -> Result<PhotoUpload, DomainError> {
-    let me = profiles::acting(db, caller, "uploading photos").await?;
-    create_for(db, storage, &me, upload).await
+// Each flow below is split where it meets object storage: what reads the database, what
+// calls storage or decodes (run by the resolver outside the request's transaction, see
+// `RlsSession::outside`), and what writes. No storage call or decoding holds a connection.
+
+/// The profile that uploads photos: the caller's.
+pub async fn uploader(db: &impl ConnectionTrait, caller: &Caller) -> Result<entity::profile::Model, DomainError> {
+    profiles::acting(db, caller, "uploading photos").await
 }
 
-/// Creates several upload intents at once: all of them, or (on any bad input) none.
-#[tracing::instrument(skip_all, fields(count = uploads.len()))]
-pub async fn create_uploads(
-    db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    caller: &Caller,
-    uploads: Vec<NewPhotoUpload>,
-) -> Result<Vec<PhotoUpload>, DomainError> {
+/// A photo upload with its place decided: the intent's (and the photo's) id and its path.
+#[derive(Debug, Clone)]
+pub struct PlannedUpload {
+    pub id: Uuid,
+    pub path: ObjectPath,
+    pub upload: NewPhotoUpload,
+}
+
+/// Decides where each upload goes; at most [`MAX_BATCH`] at once.
+pub fn plan(me: &entity::profile::Model, uploads: Vec<NewPhotoUpload>) -> Result<Vec<PlannedUpload>, DomainError> {
     if uploads.is_empty() || uploads.len() > MAX_BATCH {
         return Err(DomainError::BadInput(format!("inputs must hold 1 to {MAX_BATCH} uploads")));
     }
-    let me = profiles::acting(db, caller, "uploading photos").await?;
-    let mut created = Vec::with_capacity(uploads.len());
-    for upload in uploads {
-        created.push(create_for(db, storage, &me, upload).await?);
-    }
-    Ok(created)
+    uploads
+        .into_iter()
+        .map(|upload| {
+            let id = Uuid::new_v4();
+            let path = object_path(&format!("{}/{}/{}", me.id, id, upload.filename.as_str()))?;
+            Ok(PlannedUpload { id, path, upload })
+        })
+        .collect()
 }
 
-async fn create_for(
+/// The signed upload URLs of planned uploads (storage only). A URL whose intent is then not
+/// recorded is never handed out, and leads nowhere: confirmation needs the intent.
+pub async fn sign(storage: &dyn ObjectStore, planned: &[PlannedUpload]) -> Result<Vec<SignedUpload>, DomainError> {
+    let mut signed = Vec::with_capacity(planned.len());
+    for p in planned {
+        signed.push(storage.create_signed_upload(PHOTO_BUCKET, &p.path, UPLOAD_TTL).await?);
+    }
+    Ok(signed)
+}
+
+/// Records the intents of signed uploads: all of them, or none.
+#[tracing::instrument(skip_all, fields(count = planned.len()))]
+pub async fn record_intents(
     db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
     me: &entity::profile::Model,
-    upload: NewPhotoUpload,
-) -> Result<PhotoUpload, DomainError> {
-    let id = Uuid::new_v4();
-    let path = object_path(&format!("{}/{}/{}", me.id, id, upload.filename.as_str()))?;
-    let signed = storage.create_signed_upload(PHOTO_BUCKET, &path, UPLOAD_TTL).await?;
-    let model = upload_intent::ActiveModel {
-        id: Set(id),
-        municipality_id: Set(me.municipality_id),
-        created_by: Set(me.id),
-        purpose: Set(UploadPurpose::Photo),
-        ticket_id: Set(None),
-        bucket: Set(PHOTO_BUCKET.into()),
-        object_path: Set(path.as_str().into()),
-        filename: Set(upload.filename.as_str().into()),
-        content_type: Set(upload.content_type.mime().into()),
-        max_size_bytes: Set(upload.size_bytes as i64),
-        status: Set(UploadStatus::Pending),
-        expires_at: Set(signed.expires_at.into()),
-        ..Default::default()
-    };
-    let intent = UploadIntent::insert(model).exec_with_returning(db).await?;
-    Ok(PhotoUpload { intent, signed })
+    planned: Vec<PlannedUpload>,
+    signed: Vec<SignedUpload>,
+) -> Result<Vec<PhotoUpload>, DomainError> {
+    let mut created = Vec::with_capacity(planned.len());
+    for (p, signed) in planned.into_iter().zip(signed) {
+        let model = upload_intent::ActiveModel {
+            id: Set(p.id),
+            municipality_id: Set(me.municipality_id),
+            created_by: Set(me.id),
+            purpose: Set(UploadPurpose::Photo),
+            ticket_id: Set(None),
+            bucket: Set(PHOTO_BUCKET.into()),
+            object_path: Set(p.path.as_str().into()),
+            filename: Set(p.upload.filename.as_str().into()),
+            content_type: Set(p.upload.content_type.mime().into()),
+            max_size_bytes: Set(p.upload.size_bytes as i64),
+            status: Set(UploadStatus::Pending),
+            expires_at: Set(signed.expires_at.into()),
+            ..Default::default()
+        };
+        let intent = UploadIntent::insert(model).exec_with_returning(db).await?;
+        created.push(PhotoUpload { intent, signed });
+    }
+    Ok(created)
 }
 
 /// Removes an object that was refused, so it cannot linger unconfirmed (best effort).
@@ -219,16 +233,17 @@ async fn discard(storage: &dyn ObjectStore, path: &ObjectPath) {
     }
 }
 
-/// Turns a confirmed upload into a photo: the object must be there, of the declared image
-/// type, no larger than declared; it is decoded (off the async executor), measured and
-/// thumbnailed.
+/// A photo intent of the caller's that may be confirmed.
+#[derive(Debug, Clone)]
+pub struct Confirmable {
+    pub intent: upload_intent::Model,
+    pub path: ObjectPath,
+    pub declared: ImageType,
+}
+
+/// Finds the caller's pending photo intent (reads only).
 #[tracing::instrument(skip_all, fields(%intent_id))]
-pub async fn confirm_upload(
-    db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    caller: &Caller,
-    intent_id: Uuid,
-) -> Result<photo::Model, DomainError> {
+pub async fn confirmable(db: &impl ConnectionTrait, caller: &Caller, intent_id: Uuid) -> Result<Confirmable, DomainError> {
     let me = profiles::acting(db, caller, "uploading photos").await?;
     // Under RLS a person sees only their own intents: anyone else's is not found.
     let intent = UploadIntent::find_by_id(intent_id).one(db).await?.ok_or(DomainError::NotFound("upload"))?;
@@ -245,17 +260,35 @@ pub async fn confirm_upload(
         UploadStatus::Pending => {}
     }
     let path = object_path(&intent.object_path)?;
-    let Some(info) = storage.info(PHOTO_BUCKET, &path).await? else {
+    let declared = ImageType::parse(&intent.content_type)?;
+    Ok(Confirmable { intent, path, declared })
+}
+
+/// What the uploaded bytes turned out to be, with the thumbnail stored.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub size: u64,
+    pub width: u32,
+    pub height: u32,
+    pub thumbnail_path: ObjectPath,
+}
+
+/// Checks the uploaded object (there, of the declared image type, no larger than declared),
+/// decodes it off the async executor, and stores its thumbnail (storage and CPU only). A file
+/// that breaks its promise is removed.
+#[tracing::instrument(skip_all, fields(intent_id = %c.intent.id))]
+pub async fn check_and_thumbnail(storage: &dyn ObjectStore, c: &Confirmable) -> Result<Checked, DomainError> {
+    let (intent, path, declared) = (&c.intent, &c.path, c.declared);
+    let Some(info) = storage.info(PHOTO_BUCKET, path).await? else {
         return Err(DomainError::BadInput(if intent.expires_at.to_utc() < Utc::now() {
             "this upload has expired; create a new one".into()
         } else {
             "nothing has been uploaded yet: PUT the file to the uploadUrl first".into()
         }));
     };
-    let declared = ImageType::parse(&intent.content_type)?;
     let stored_type = ImageType::parse(&info.content_type).ok();
     if stored_type != Some(declared) {
-        discard(storage, &path).await;
+        discard(storage, path).await;
         return Err(DomainError::BadInput(format!(
             "the uploaded file is not {} (it was stored as {}); it has been removed",
             declared.mime(),
@@ -263,58 +296,63 @@ pub async fn confirm_upload(
         )));
     }
     if info.size > intent.max_size_bytes as u64 || info.size > MAX_PHOTO_BYTES {
-        discard(storage, &path).await;
+        discard(storage, path).await;
         return Err(DomainError::BadInput(format!(
             "the uploaded file is {} bytes, more than the {} declared; it has been removed",
             info.size, intent.max_size_bytes
         )));
     }
-    // Claim the intent before the expensive part: of two concurrent confirmations, the second
-    // waits on this row and then finds nothing left to claim.
-    let claimed = UploadIntent::update_many()
-        .col_expr(upload_intent::Column::Status, Expr::value(UploadStatus::Confirmed))
-        .filter(upload_intent::Column::Id.eq(intent.id))
-        .filter(upload_intent::Column::Status.eq(UploadStatus::Pending))
-        .exec(db)
-        .await?;
-    if claimed.rows_affected == 0 {
-        return Err(DomainError::BadInput("this upload has already been confirmed".into()));
-    }
-    let bytes = storage.download(PHOTO_BUCKET, &path, MAX_PHOTO_BYTES).await?;
-    let size = bytes.len() as i64;
+    let bytes = storage.download(PHOTO_BUCKET, path, MAX_PHOTO_BYTES).await?;
+    let size = bytes.len() as u64;
     let processed = tokio::task::spawn_blocking(move || process_image(&bytes, declared))
         .await
         .map_err(|e| DomainError::Storage(StorageError::other("making a thumbnail", e)))?;
     let processed = match processed {
         Ok(processed) => processed,
         Err(why) => {
-            discard(storage, &path).await;
+            discard(storage, path).await;
             return Err(DomainError::BadInput(format!("{why}; the upload has been removed")));
         }
     };
-    let thumbnail_path = object_path(&format!("{}/{}/thumbnail.jpg", me.id, intent.id))?;
+    let thumbnail_path = object_path(&format!("{}/{}/thumbnail.jpg", intent.created_by, intent.id))?;
     match storage
         .upload(THUMBNAIL_BUCKET, &thumbnail_path, "image/jpeg", processed.thumbnail.into())
         .await
     {
-        // Left by an earlier confirmation of this very photo that failed after storing it.
+        // Left by an earlier or concurrent confirmation of this very photo.
         Ok(()) | Err(StorageError::AlreadyExists) => {}
         Err(e) => return Err(e.into()),
     }
+    Ok(Checked { size, width: processed.width, height: processed.height, thumbnail_path })
+}
+
+/// Turns the checked upload into a photo: claims the intent (of two concurrent
+/// confirmations, the second finds nothing left to claim) and records the photo.
+#[tracing::instrument(skip_all, fields(intent_id = %c.intent.id))]
+pub async fn record_photo(db: &impl ConnectionTrait, c: &Confirmable, checked: Checked) -> Result<photo::Model, DomainError> {
+    let claimed = UploadIntent::update_many()
+        .col_expr(upload_intent::Column::Status, Expr::value(UploadStatus::Confirmed))
+        .filter(upload_intent::Column::Id.eq(c.intent.id))
+        .filter(upload_intent::Column::Status.eq(UploadStatus::Pending))
+        .exec(db)
+        .await?;
+    if claimed.rows_affected == 0 {
+        return Err(DomainError::BadInput("this upload has already been confirmed, or has expired".into()));
+    }
     let model = photo::ActiveModel {
-        id: Set(intent.id),
-        profile_id: Set(me.id),
+        id: Set(c.intent.id),
+        profile_id: Set(c.intent.created_by),
         bucket: Set(PHOTO_BUCKET.into()),
-        object_path: Set(path.as_str().into()),
-        thumbnail_path: Set(Some(thumbnail_path.as_str().into())),
-        content_type: Set(declared.mime().into()),
-        size_bytes: Set(size),
-        width: Set(i32::try_from(processed.width).ok()),
-        height: Set(i32::try_from(processed.height).ok()),
+        object_path: Set(c.path.as_str().into()),
+        thumbnail_path: Set(Some(checked.thumbnail_path.as_str().into())),
+        content_type: Set(c.declared.mime().into()),
+        size_bytes: Set(checked.size as i64),
+        width: Set(i32::try_from(checked.width).ok()),
+        height: Set(i32::try_from(checked.height).ok()),
         ..Default::default()
     };
     let created = Photo::insert(model).exec_with_returning(db).await?;
-    tracing::info!(photo_id = %created.id, size, "photo confirmed");
+    tracing::info!(photo_id = %created.id, size = checked.size, "photo confirmed");
     Ok(created)
 }
 
@@ -427,14 +465,10 @@ pub fn thumbnail_url(storage: &dyn ObjectStore, photo: &photo::Model) -> Option<
     Some(storage.public_url(THUMBNAIL_BUCKET, &path))
 }
 
-/// Deletes one of the caller's photos: its row, the photo and its thumbnail.
+/// Deletes one of the caller's photo rows; its objects go once that has committed
+/// ([`remove_objects`]), so a rolled-back request never loses a photo's files.
 #[tracing::instrument(skip_all, fields(%id))]
-pub async fn delete(
-    db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    caller: &Caller,
-    id: Uuid,
-) -> Result<Uuid, DomainError> {
+pub async fn delete(db: &impl ConnectionTrait, caller: &Caller, id: Uuid) -> Result<photo::Model, DomainError> {
     let me = profiles::acting(db, caller, "deleting photos").await?;
     // Someone else's photo is invisible under RLS, hence not found.
     let photo = Photo::find_by_id(id).one(db).await?.ok_or(DomainError::NotFound("photo"))?;
@@ -445,21 +479,21 @@ pub async fn delete(
     if deleted.rows_affected == 0 {
         return Err(DomainError::NotFound("photo"));
     }
-    // The row goes first (in the mutation's savepoint): a storage failure rolls it back.
-    let path = object_path(&photo.object_path)?;
-    match storage.delete(&photo.bucket, &path).await {
-        Ok(()) | Err(StorageError::NotFound) => {}
-        Err(e) => return Err(e.into()),
-    }
-    if let Some(thumbnail) = photo.thumbnail_path.as_deref() {
-        let thumbnail = object_path(thumbnail)?;
-        match storage.delete(THUMBNAIL_BUCKET, &thumbnail).await {
+    tracing::info!(photo_id = %id, "photo deleted");
+    Ok(photo)
+}
+
+/// Removes a deleted photo's objects, the photo and its thumbnail (best effort: a failure is
+/// logged, and leaves an object no row refers to, which nothing signs a link to).
+pub async fn remove_objects(storage: &dyn ObjectStore, photo: &photo::Model) {
+    let objects = [(photo.bucket.as_str(), Some(photo.object_path.as_str())), (THUMBNAIL_BUCKET, photo.thumbnail_path.as_deref())];
+    for (bucket, path) in objects {
+        let Some(Ok(path)) = path.map(ObjectPath::parse) else { continue };
+        match storage.delete(bucket, &path).await {
             Ok(()) | Err(StorageError::NotFound) => {}
-            Err(e) => return Err(e.into()),
+            Err(error) => tracing::warn!(%error, photo_id = %photo.id, bucket, "removing a deleted photo's object failed"),
         }
     }
-    tracing::info!(photo_id = %id, "photo deleted");
-    Ok(id)
 }
 
 #[cfg(test)]

@@ -72,14 +72,19 @@ pub struct NewTicketUpload {
     pub size_bytes: i64,
 }
 
-/// Records an upload intent for a ticket file and signs its upload URL.
+/// A ticket file's intent with its place decided, before its URL is signed.
+#[derive(Debug, Clone)]
+pub struct PlannedIntent {
+    pub model: upload_intent::ActiveModel,
+    pub bucket: &'static str,
+    pub path: ObjectPath,
+}
+
+/// Decides where a ticket file goes and whether the caller may put it there (reads only).
+/// The bucket follows the purpose and the ticket's sensitivity; GBV evidence is accepted
+/// from managers, SAPS liaisons and admins only.
 #[tracing::instrument(skip_all, fields(ticket_id = %new.ticket_id))]
-pub async fn create_intent(
-    db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    caller: &Caller,
-    new: NewTicketUpload,
-) -> Result<(upload_intent::Model, SignedUpload), DomainError> {
+pub async fn plan_intent(db: &impl ConnectionTrait, caller: &Caller, new: NewTicketUpload) -> Result<PlannedIntent, DomainError> {
     let me = match caller {
         Caller::User(_) => profiles::me(db, caller)
             .await?
@@ -100,8 +105,7 @@ pub async fn create_intent(
     }
     let filename = sanitize_filename(&new.filename)?;
     let path = ObjectPath::parse(&format!("{}/{}/{}", ticket.municipality_id, Uuid::new_v4(), filename))?;
-    let expires_at = Utc::now() + chrono::Duration::from_std(INTENT_TTL).unwrap_or_default();
-    let intent = upload_intent::ActiveModel {
+    let model = upload_intent::ActiveModel {
         id: Set(Uuid::new_v4()),
         municipality_id: Set(ticket.municipality_id),
         created_by: Set(me.id),
@@ -113,23 +117,39 @@ pub async fn create_intent(
         content_type: Set(content_type.to_string()),
         max_size_bytes: Set(new.size_bytes),
         status: Set(UploadStatus::Pending),
-        expires_at: Set(expires_at.into()),
         ..Default::default()
     };
-    let intent = UploadIntent::insert(intent).exec_with_returning(db).await?;
-    let signed = storage.create_signed_upload(bucket, &path, INTENT_TTL).await?;
-    Ok((intent, signed))
+    Ok(PlannedIntent { model, bucket, path })
 }
 
-/// Checks that an intent's file arrived as promised and records it as a ticket file. Returns
-/// the row, and whether the caller may read it (managers upload GBV evidence they cannot read).
-#[tracing::instrument(skip_all, fields(%intent_id))]
-pub async fn confirm(
+/// The signed upload URL of a planned intent (storage only).
+pub async fn sign_intent(storage: &dyn ObjectStore, planned: &PlannedIntent) -> Result<SignedUpload, DomainError> {
+    Ok(storage.create_signed_upload(planned.bucket, &planned.path, INTENT_TTL).await?)
+}
+
+/// Records a signed intent; it lasts as long as its URL.
+pub async fn record_intent(
     db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    caller: &Caller,
-    intent_id: Uuid,
-) -> Result<(media::Model, bool), DomainError> {
+    planned: PlannedIntent,
+    signed: &SignedUpload,
+) -> Result<upload_intent::Model, DomainError> {
+    let mut model = planned.model;
+    model.expires_at = Set(signed.expires_at.into());
+    Ok(UploadIntent::insert(model).exec_with_returning(db).await?)
+}
+
+/// A ticket-file intent of the caller's that may be confirmed.
+#[derive(Debug, Clone)]
+pub struct Confirmable {
+    pub me: Uuid,
+    pub ticket_id: Uuid,
+    pub intent: upload_intent::Model,
+    pub path: ObjectPath,
+}
+
+/// Finds the caller's pending, unexpired ticket-file intent (reads only).
+#[tracing::instrument(skip_all, fields(%intent_id))]
+pub async fn confirmable(db: &impl ConnectionTrait, caller: &Caller, intent_id: Uuid) -> Result<Confirmable, DomainError> {
     let me = profiles::me(db, caller).await?.ok_or(DomainError::NotFound("upload intent"))?;
     let intent = UploadIntent::find_by_id(intent_id).one(db).await?.ok_or(DomainError::NotFound("upload intent"))?;
     let Some(ticket_id) = intent.ticket_id else {
@@ -144,8 +164,15 @@ pub async fn confirm(
         return Err(DomainError::BadInput("this upload intent has expired; create a new one".into()));
     }
     let path = ObjectPath::parse(&intent.object_path)?;
+    Ok(Confirmable { me: me.id, ticket_id, intent, path })
+}
+
+/// What arrived for an intent: its size and content type, checked against the promise
+/// (storage only).
+pub async fn check_arrival(storage: &dyn ObjectStore, c: &Confirmable) -> Result<(u64, &'static str), DomainError> {
+    let intent = &c.intent;
     let info = storage
-        .info(&intent.bucket, &path)
+        .info(&intent.bucket, &c.path)
         .await?
         .ok_or_else(|| DomainError::BadInput("nothing was uploaded for this intent yet".into()))?;
     if info.size > intent.max_size_bytes as u64 {
@@ -161,24 +188,35 @@ pub async fn confirm(
             intent.content_type
         )));
     }
+    Ok((info.size, stored_type))
+}
+
+/// Attaches the arrived file to its ticket and marks the intent confirmed. Returns the
+/// media row, and whether the caller may read it back (a manager may add GBV evidence but
+/// not read it).
+#[tracing::instrument(skip_all, fields(intent_id = %c.intent.id))]
+pub async fn record_media(
+    db: &impl ConnectionTrait,
+    c: &Confirmable,
+    (size, stored_type): (u64, &'static str),
+) -> Result<(media::Model, bool), DomainError> {
+    let intent = &c.intent;
     let id = Uuid::new_v4();
     let now = Utc::now();
     let row = media::Model {
         id,
-        ticket_id,
+        ticket_id: c.ticket_id,
         municipality_id: intent.municipality_id,
         purpose: intent.purpose,
         bucket: intent.bucket.clone(),
         object_path: intent.object_path.clone(),
         content_type: stored_type.to_string(),
-        size_bytes: info.size as i64,
-        uploaded_by: Some(me.id),
+        size_bytes: size as i64,
+        uploaded_by: Some(c.me),
         upload_intent_id: Some(intent.id),
         created_at: now.into(),
         updated_at: now.into(),
     };
-    // Without RETURNING: a manager may add GBV evidence that the media policy will not let
-    // them read back.
     let mut active: media::ActiveModel = row.clone().into();
     active.created_at = sea_orm::ActiveValue::NotSet;
     active.updated_at = sea_orm::ActiveValue::NotSet;
@@ -238,38 +276,25 @@ pub async fn expire_due(db: &impl ConnectionTrait) -> Result<Vec<(String, String
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sensitive_evidence_goes_behind_the_firewall() {
-        assert_eq!(destination(UploadPurpose::Evidence, true).unwrap(), ("gbv-evidence", UploadPurpose::GbvEvidence));
-        assert_eq!(destination(UploadPurpose::Evidence, false).unwrap(), ("evidence", UploadPurpose::Evidence));
-        assert_eq!(destination(UploadPurpose::Document, true).unwrap(), ("documents", UploadPurpose::Document));
-        assert!(destination(UploadPurpose::GbvEvidence, false).is_err());
-        assert!(destination(UploadPurpose::Photo, false).is_err());
-    }
-
-    #[test]
-    fn content_types_come_from_the_list() {
-        assert_eq!(ticket_file_type("Audio/OGG; codecs=opus").unwrap(), "audio/ogg");
-        assert!(ticket_file_type("text/html").is_err());
-        assert!(ticket_file_type("").is_err());
-    }
+/// Where an ingested file goes: the ticket's evidence (GBV evidence when it is sensitive).
+#[derive(Debug, Clone)]
+pub struct PlannedIngest {
+    pub ticket: entity::ticket::Model,
+    pub bucket: &'static str,
+    pub purpose: UploadPurpose,
+    pub path: ObjectPath,
+    pub content_type: &'static str,
 }
 
-/// Stores a file the relay fetched for a ticket (service role): into `evidence`, or
-/// `gbv-evidence` when the ticket is sensitive, and records it.
+/// Checks a file the relay fetched and decides where it goes (reads only; relay only).
 #[tracing::instrument(skip_all, fields(%ticket_id))]
-pub async fn ingest(
+pub async fn plan_ingest(
     db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
     caller: &Caller,
     ticket_id: Uuid,
-    file: crate::fetch::Fetched,
+    file: &crate::fetch::Fetched,
     declared_type: Option<&str>,
-) -> Result<media::Model, DomainError> {
+) -> Result<PlannedIngest, DomainError> {
     if !matches!(caller, Caller::Service) {
         return Err(DomainError::Forbidden("only the relay (service role) ingests media".into()));
     }
@@ -290,19 +315,44 @@ pub async fn ingest(
     let (bucket, purpose) = destination(UploadPurpose::Evidence, ticket.is_sensitive)?;
     let name = file.filename.as_deref().and_then(|n| sanitize_filename(n).ok()).unwrap_or_else(|| "media".to_string());
     let path = ObjectPath::parse(&format!("{}/{}/{}", ticket.municipality_id, Uuid::new_v4(), name))?;
-    storage.upload(bucket, &path, content_type, file.bytes.clone()).await?;
+    Ok(PlannedIngest { ticket, bucket, purpose, path, content_type })
+}
+
+/// Records an ingested file that storage now holds.
+pub async fn record_ingest(db: &impl ConnectionTrait, plan: &PlannedIngest, size: usize) -> Result<media::Model, DomainError> {
     let row = media::ActiveModel {
         id: Set(Uuid::new_v4()),
-        ticket_id: Set(ticket.id),
-        municipality_id: Set(ticket.municipality_id),
-        purpose: Set(purpose),
-        bucket: Set(bucket.to_string()),
-        object_path: Set(path.as_str().to_string()),
-        content_type: Set(content_type.to_string()),
-        size_bytes: Set(file.bytes.len() as i64),
+        ticket_id: Set(plan.ticket.id),
+        municipality_id: Set(plan.ticket.municipality_id),
+        purpose: Set(plan.purpose),
+        bucket: Set(plan.bucket.to_string()),
+        object_path: Set(plan.path.as_str().to_string()),
+        content_type: Set(plan.content_type.to_string()),
+        size_bytes: Set(size as i64),
         uploaded_by: Set(None),
         upload_intent_id: Set(None),
         ..Default::default()
     };
     Ok(Media::insert(row).exec_with_returning(db).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_evidence_goes_behind_the_firewall() {
+        assert_eq!(destination(UploadPurpose::Evidence, true).unwrap(), ("gbv-evidence", UploadPurpose::GbvEvidence));
+        assert_eq!(destination(UploadPurpose::Evidence, false).unwrap(), ("evidence", UploadPurpose::Evidence));
+        assert_eq!(destination(UploadPurpose::Document, true).unwrap(), ("documents", UploadPurpose::Document));
+        assert!(destination(UploadPurpose::GbvEvidence, false).is_err());
+        assert!(destination(UploadPurpose::Photo, false).is_err());
+    }
+
+    #[test]
+    fn content_types_come_from_the_list() {
+        assert_eq!(ticket_file_type("Audio/OGG; codecs=opus").unwrap(), "audio/ogg");
+        assert!(ticket_file_type("text/html").is_err());
+        assert!(ticket_file_type("").is_err());
+    }
 }

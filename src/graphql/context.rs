@@ -128,6 +128,18 @@ pub async fn run_mutation<T>(
     .await
 }
 
+/// Runs `work` (storage calls, decoding) without holding the request's connection when its
+/// transaction has nothing to keep yet (see [`RlsSession::outside`]).
+pub async fn outside<T>(ctx: &Context<'_>, work: impl Future<Output = T>) -> Result<T, ApiError> {
+    request(ctx)?.session.outside(work).await.map_err(ApiError::from)
+}
+
+/// Runs `task` once the request's transaction has committed (not at all if it rolls back).
+pub fn after_commit(ctx: &Context<'_>, task: impl Future<Output = ()> + Send + 'static) -> Result<(), ApiError> {
+    request(ctx)?.session.after_commit(task);
+    Ok(())
+}
+
 /// The caller of the request.
 pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a crate::auth::Caller, ApiError> {
     Ok(request(ctx)?.session.caller())
@@ -137,6 +149,13 @@ pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a crate::auth::Caller, ApiError
 pub fn storage<'a>(ctx: &Context<'a>) -> Result<&'a dyn crate::storage::ObjectStore, ApiError> {
     ctx.data::<Arc<dyn crate::storage::ObjectStore>>()
         .map(|store| store.as_ref())
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no object storage"))
+}
+
+/// Object storage as a shared handle, for work that outlives the resolver (after commit).
+pub fn storage_handle(ctx: &Context<'_>) -> Result<Arc<dyn crate::storage::ObjectStore>, ApiError> {
+    ctx.data::<Arc<dyn crate::storage::ObjectStore>>()
+        .cloned()
         .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no object storage"))
 }
 

@@ -4,7 +4,10 @@
 
 use async_graphql::{Context, ID, MaybeUndefined, Object};
 
-use super::context::{Prefetched, Scope, aside_pool, caller, every, parse_id, run, run_mutation, storage};
+use super::context::{
+    Prefetched, Scope, after_commit, aside_pool, caller, every, outside, parse_id, run, run_mutation, storage,
+    storage_handle,
+};
 use super::photo::{Photo, PhotoUploadInput};
 use super::profile::{Profile, ProfileConnection, RegisterProfileInput, Role, UpdateMyProfileInput};
 use super::uploads::UploadIntent;
@@ -109,9 +112,8 @@ impl ProfileMutation {
     async fn create_photo_upload(&self, ctx: &Context<'_>, input: PhotoUploadInput) -> async_graphql::Result<UploadIntent> {
         let upload = NewPhotoUpload::parse(&input.filename, &input.content_type, input.size_bytes.into())
             .map_err(ApiError::from)?;
-        let (caller, storage) = (caller(ctx)?, storage(ctx)?);
-        let created = run_mutation(ctx, async |tx| photos::create_upload(tx, storage, caller, upload).await).await?;
-        Ok(UploadIntent::new(created.intent, created.signed))
+        let mut created = create_photo_uploads(ctx, vec![upload]).await?;
+        Ok(created.remove(0))
     }
 
     /// Starts several photo uploads at once (at most 10): all, or none on any bad input.
@@ -131,24 +133,39 @@ impl ProfileMutation {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        let (caller, storage) = (caller(ctx)?, storage(ctx)?);
-        let created = run_mutation(ctx, async |tx| photos::create_uploads(tx, storage, caller, uploads).await).await?;
-        Ok(created.into_iter().map(|c| UploadIntent::new(c.intent, c.signed)).collect())
+        Ok(create_photo_uploads(ctx, uploads).await?)
     }
 
     /// Turns an uploaded file into a photo (checked, measured, with a thumbnail).
     async fn confirm_photo_upload(&self, ctx: &Context<'_>, intent_id: ID) -> async_graphql::Result<Photo> {
         let intent_id = parse_id(&intent_id, "intentId")?;
         let (caller, storage) = (caller(ctx)?, storage(ctx)?);
-        let photo = run_mutation(ctx, async |tx| photos::confirm_upload(tx, storage, caller, intent_id).await).await?;
+        let pending = run(ctx, async |tx| photos::confirmable(tx, caller, intent_id).await).await?;
+        let checked = outside(ctx, photos::check_and_thumbnail(storage, &pending)).await?.map_err(ApiError::from)?;
+        let photo = run_mutation(ctx, async |tx| photos::record_photo(tx, &pending, checked).await).await?;
         Ok(Photo(photo))
     }
 
-    /// Deletes one of your photos and its thumbnail; returns its id.
+    /// Deletes one of your photos and its thumbnail; returns its id. The files go once the
+    /// deletion has committed.
     async fn delete_photo(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let id = parse_id(&id, "id")?;
-        let (caller, storage) = (caller(ctx)?, storage(ctx)?);
-        let deleted = run_mutation(ctx, async |tx| photos::delete(tx, storage, caller, id).await).await?;
-        Ok(ID(deleted.to_string()))
+        let caller = caller(ctx)?;
+        let deleted = run_mutation(ctx, async |tx| photos::delete(tx, caller, id).await).await?;
+        let storage = storage_handle(ctx)?;
+        let photo_id = deleted.id;
+        after_commit(ctx, async move { photos::remove_objects(storage.as_ref(), &deleted).await })?;
+        Ok(ID(photo_id.to_string()))
     }
+}
+
+/// Plans the uploads (reads), signs their URLs outside the transaction, and records the
+/// intents.
+async fn create_photo_uploads(ctx: &Context<'_>, uploads: Vec<NewPhotoUpload>) -> Result<Vec<UploadIntent>, ApiError> {
+    let (caller, storage) = (caller(ctx)?, storage(ctx)?);
+    let me = run(ctx, async |tx| photos::uploader(tx, caller).await).await?;
+    let planned = photos::plan(&me, uploads)?;
+    let signed = outside(ctx, photos::sign(storage, &planned)).await??;
+    let created = run_mutation(ctx, async |tx| photos::record_intents(tx, &me, planned, signed).await).await?;
+    Ok(created.into_iter().map(|c| UploadIntent::new(c.intent, c.signed)).collect())
 }

@@ -3,7 +3,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use entity::enums::UploadPurpose as DomainPurpose;
 
-use super::context::{Scope, caller, parse_id, run_mutation, storage};
+use super::context::{Scope, caller, outside, parse_id, run, run_mutation, storage};
 use super::ticket::Media;
 use super::uploads::UploadIntent;
 use crate::domain::uploads::{self, NewTicketUpload};
@@ -73,18 +73,20 @@ impl TicketUploadMutation {
             content_type: input.content_type,
             size_bytes: input.size_bytes,
         };
-        let caller = caller(ctx)?;
-        let storage = storage(ctx)?;
-        let (intent, signed) = run_mutation(ctx, async |tx| uploads::create_intent(tx, storage, caller, new).await).await?;
+        let (caller, storage) = (caller(ctx)?, storage(ctx)?);
+        let planned = run(ctx, async |tx| uploads::plan_intent(tx, caller, new).await).await?;
+        let signed = outside(ctx, uploads::sign_intent(storage, &planned)).await?.map_err(ApiError::from)?;
+        let intent = run_mutation(ctx, async |tx| uploads::record_intent(tx, planned, &signed).await).await?;
         Ok(UploadIntent::new(intent, signed))
     }
 
     /// Checks that the promised file arrived as declared and attaches it to its ticket.
     async fn confirm_upload(&self, ctx: &Context<'_>, intent_id: ID) -> async_graphql::Result<Media> {
         let intent_id = parse_id(&intent_id, "intentId")?;
-        let caller = caller(ctx)?;
-        let storage = storage(ctx)?;
-        let (media, _readable) = run_mutation(ctx, async |tx| uploads::confirm(tx, storage, caller, intent_id).await).await?;
+        let (caller, storage) = (caller(ctx)?, storage(ctx)?);
+        let pending = run(ctx, async |tx| uploads::confirmable(tx, caller, intent_id).await).await?;
+        let arrived = outside(ctx, uploads::check_arrival(storage, &pending)).await?.map_err(ApiError::from)?;
+        let (media, _readable) = run_mutation(ctx, async |tx| uploads::record_media(tx, &pending, arrived).await).await?;
         Ok(Media(media, Scope::default()))
     }
 
@@ -105,12 +107,21 @@ impl TicketUploadMutation {
         let fetcher = ctx
             .data::<Fetcher>()
             .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no media fetcher"))?;
-        let file = fetcher.fetch(&url).await.map_err(ApiError::from)?;
+        // The download, and then the upload to storage, hold no connection.
+        let file = outside(ctx, fetcher.fetch(&url)).await?.map_err(ApiError::from)?;
         let storage = storage(ctx)?;
-        let media = run_mutation(ctx, async |tx| {
-            uploads::ingest(tx, storage, caller, ticket_id, file, content_type.as_deref()).await
-        })
-        .await?;
-        Ok(Media(media, Scope::default()))
+        let plan = run(ctx, async |tx| uploads::plan_ingest(tx, caller, ticket_id, &file, content_type.as_deref()).await).await?;
+        let size = file.bytes.len();
+        outside(ctx, storage.upload(plan.bucket, &plan.path, plan.content_type, file.bytes)).await?.map_err(ApiError::from)?;
+        match run_mutation(ctx, async |tx| uploads::record_ingest(tx, &plan, size).await).await {
+            Ok(media) => Ok(Media(media, Scope::default())),
+            Err(error) => {
+                // Nothing refers to the stored file: remove it (best effort).
+                if let Err(e) = storage.delete(plan.bucket, &plan.path).await {
+                    tracing::warn!(error = %e, "removing an ingested file that was not recorded failed");
+                }
+                Err(error.into())
+            }
+        }
     }
 }

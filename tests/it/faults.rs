@@ -122,11 +122,28 @@ async fn two_hundred_concurrent_storage_operations_on_the_default_pool() {
     assert_eq!(count["data"]["me"]["photos"]["totalCount"], 50, "{count}");
 }
 
-/// Holds a row lock on ticket 1 from the owner's side until the returned transaction ends.
-async fn lock_ticket_one(owner: &DatabaseConnection) -> sea_orm::DatabaseTransaction {
+/// Sends a GraphQL request as `who` in a task of its own: its HTTP status and body.
+fn in_background(app: &TestApp, who: &str, query: &'static str, variables: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let request = app
+        .http
+        .post(format!("http://{}/graphql", app.addr))
+        .bearer_auth(app.token(who))
+        .json(&json!({ "query": query, "variables": variables }));
+    tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    })
+}
+
+/// Holds a row lock from the owner's side until the returned transaction ends.
+async fn lock_row(owner: &DatabaseConnection, table: &str, id: &str) -> sea_orm::DatabaseTransaction {
     let tx = owner.begin().await.unwrap();
-    tx.execute_unprepared(&format!("select 1 from tickets where id = '{}' for update", t(1))).await.unwrap();
+    tx.execute_unprepared(&format!("select 1 from {table} where id = '{id}' for update")).await.unwrap();
     tx
+}
+
+async fn lock_ticket_one(owner: &DatabaseConnection) -> sea_orm::DatabaseTransaction {
+    lock_row(owner, "tickets", &t(1)).await
 }
 
 /// Waits until a request's statement in this database waits on a lock; returns its pid.
@@ -158,21 +175,7 @@ async fn an_exhausted_pool_is_answered_unavailable_at_once_and_counted() {
     let owner = app.db.owner().await;
     let lock = lock_ticket_one(&owner).await;
     // A mutation takes the pool's only connection and waits on the lock.
-    let holder = {
-        let (http, addr, token) = (app.http.clone(), app.addr, app.token(MANAGER));
-        tokio::spawn(async move {
-            http.post(format!("http://{addr}/graphql"))
-                .bearer_auth(token)
-                .json(&json!({ "query": "mutation($id: ID!) { setTicketStatus(id: $id, status: IN_PROGRESS) { status } }",
-                    "variables": { "id": t(1) } }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
+    let holder = in_background(&app, MANAGER, "mutation($id: ID!) { setTicketStatus(id: $id, status: IN_PROGRESS) { status } }", json!({ "id": t(1) }));
     waiting_on_lock(&owner).await;
     // Anyone else now finds no connection: a quick, retryable answer, not a hang.
     let started = Instant::now();
@@ -199,7 +202,7 @@ async fn an_exhausted_pool_is_answered_unavailable_at_once_and_counted() {
     assert!(metrics.lines().any(|l| l.starts_with("ward_http_requests_total{") && l.contains("status=\"503\"")));
     // The lock goes; the waiting mutation completes, and the server serves again.
     lock.rollback().await.unwrap();
-    let held = holder.await.unwrap();
+    let (_, held) = holder.await.unwrap();
     assert_eq!(held["data"]["setTicketStatus"]["status"], "IN_PROGRESS", "{held}");
     let me = app.graphql(Some(CITIZEN), "{ me { id } }", json!({})).await;
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
@@ -212,26 +215,18 @@ async fn a_request_that_fails_reports_none_of_its_mutations_as_done() {
     let lock = lock_ticket_one(&owner).await;
     // Two mutations: the first succeeds, the second waits on the lock and is then cancelled
     // by the database (an internal failure), so the request's transaction rolls back.
-    let request = {
-        let (http, addr, token) = (app.http.clone(), app.addr, app.token(MANAGER));
-        tokio::spawn(async move {
-            http.post(format!("http://{addr}/graphql"))
-                .bearer_auth(token)
-                .json(&json!({
-                    "query": "mutation($id: ID!) {
-                        renamed: updateMyProfile(input: { displayName: \"Rolled Back\" }) { id displayName }
-                        moved: setTicketStatus(id: $id, status: IN_PROGRESS) { status } }",
-                    "variables": { "id": t(1) } }))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let request = in_background(
+        &app,
+        MANAGER,
+        "mutation($id: ID!) {
+            renamed: updateMyProfile(input: { displayName: \"Rolled Back\" }) { id displayName }
+            moved: setTicketStatus(id: $id, status: IN_PROGRESS) { status } }",
+        json!({ "id": t(1) }),
+    );
     let pid = waiting_on_lock(&owner).await;
     owner.execute_unprepared(&format!("select pg_cancel_backend({pid})")).await.unwrap();
-    let response = request.await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = request.await.unwrap();
+    assert_eq!(status, 200);
     lock.rollback().await.unwrap();
     assert_eq!(body["data"], Value::Null, "no field may say it happened: {body}");
     let errors = body["errors"].as_array().unwrap();
@@ -423,4 +418,122 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
     let late = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": abandoned })).await;
     assert_eq!(error_code(&late), Some("BAD_USER_INPUT"), "{late}");
     assert!(late["errors"][0]["message"].as_str().unwrap().contains("expired"));
+}
+
+/// How the fake Supabase Storage answers signing calls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FakeMode {
+    /// After 1.5 s, a signed URL.
+    Slow,
+    /// HTTP 503, every time.
+    Down,
+}
+
+/// A stand-in for Supabase Storage's signing endpoint; `arrived` is notified as each call
+/// comes in.
+async fn fake_supabase_storage(
+    mode: std::sync::Arc<std::sync::Mutex<FakeMode>>,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+) -> std::net::SocketAddr {
+    use axum::response::IntoResponse;
+    let router = axum::Router::new().route(
+        "/storage/v1/object/upload/sign/{bucket}/{*path}",
+        axum::routing::post(move |axum::extract::Path((bucket, path)): axum::extract::Path<(String, String)>| {
+            let (mode, arrived) = (mode.clone(), arrived.clone());
+            async move {
+                arrived.notify_one();
+                let mode = *mode.lock().unwrap();
+                match mode {
+                    FakeMode::Down => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "upstream down").into_response(),
+                    FakeMode::Slow => {
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                        let url = format!("/object/upload/sign/{bucket}/{path}?token=fake");
+                        axum::Json(json!({ "url": url, "token": "fake" })).into_response()
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+#[tokio::test]
+async fn slow_or_failing_storage_holds_no_connection_and_answers_unavailable() {
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(FakeMode::Slow));
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let fake = fake_supabase_storage(mode.clone(), arrived.clone()).await;
+    // One connection, and little patience for it.
+    let app = spawn_app_with(&[
+        ("WARD_STORAGE", "supabase".to_string()),
+        ("SUPABASE_URL", format!("http://{fake}")),
+        ("SUPABASE_SERVICE_ROLE_KEY", "fake-service-key".to_string()),
+        ("WARD_DB_POOL_SIZE", "1".to_string()),
+        ("WARD_DB_ACQUIRE_TIMEOUT_MS", "500".to_string()),
+    ])
+    .await;
+    let intent = json!({ "input": { "ticketId": t(1), "purpose": "EVIDENCE", "filename": "slow.jpg",
+        "contentType": "image/jpeg", "sizeBytes": 10 } });
+    const INTENT: &str = "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id uploadUrl } }";
+    let slow = in_background(&app, MANAGER, INTENT, intent.clone());
+    // While storage takes its time over the signature, the request holds no connection: the
+    // pool's only one serves others.
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified()).await.expect("the signing call");
+    let me = app.graphql(Some(CITIZEN), "{ me { id } }", json!({})).await;
+    assert!(me["data"]["me"]["id"].is_string(), "{me}");
+    let (_, slow) = slow.await.unwrap();
+    assert!(slow["data"]["createUploadIntent"]["uploadUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")), "{slow}");
+    // Storage down: UNAVAILABLE (retryable, 503), and no intent recorded for it.
+    *mode.lock().unwrap() = FakeMode::Down;
+    let down = app.graphql(Some(MANAGER), INTENT, intent).await;
+    assert_eq!(error_code(&down), Some("UNAVAILABLE"), "{down}");
+    assert!(!down.to_string().contains("upstream down"), "no upstream text reaches the client: {down}");
+    let owner = app.db.owner().await;
+    let row = owner
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select count(*) as n from upload_intents"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1, "only the slow call's intent exists");
+}
+
+#[tokio::test]
+async fn a_photo_deletion_that_rolls_back_keeps_its_files() {
+    let app = spawn_app_with(&[]).await;
+    let bytes = png(16);
+    let input = json!({ "input": { "filename": "kept.png", "contentType": "image/png", "sizeBytes": bytes.len() } });
+    let intent = app
+        .graphql(Some(CITIZEN), "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }", input)
+        .await;
+    let intent = &intent["data"]["createPhotoUpload"];
+    let mut failures = Vec::new();
+    put(&app, intent["uploadUrl"].as_str().unwrap(), "image/png", bytes, &mut failures).await;
+    let photo = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id url } }", json!({ "id": intent["id"] })).await;
+    assert!(failures.is_empty() && photo.get("errors").is_none(), "{failures:?} {photo}");
+    let (photo_id, url) = (photo["data"]["confirmPhotoUpload"]["id"].clone(), photo["data"]["confirmPhotoUpload"]["url"].as_str().unwrap().to_string());
+    // The deletion succeeds, then the request fails (its second mutation is cancelled while
+    // it waits on a lock): the photo and its files stay.
+    let owner = app.db.owner().await;
+    let citizen = ward::demo::person(CITIZEN).unwrap().profile_id.to_string();
+    let lock = lock_row(&owner, "profiles", &citizen).await;
+    let request = in_background(
+        &app,
+        CITIZEN,
+        "mutation($id: ID!) { deletePhoto(id: $id) renamed: updateMyProfile(input: { displayName: \"Late\" }) { id } }",
+        json!({ "id": photo_id }),
+    );
+    let pid = waiting_on_lock(&owner).await;
+    owner.execute_unprepared(&format!("select pg_cancel_backend({pid})")).await.unwrap();
+    let (_, failed) = request.await.unwrap();
+    lock.rollback().await.unwrap();
+    assert_eq!(failed["data"], Value::Null, "{failed}");
+    let still = app.graphql(Some(CITIZEN), "{ me { photos { totalCount } } }", json!({})).await;
+    assert_eq!(still["data"]["me"]["photos"]["totalCount"], 1, "{still}");
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 200, "the photo's file is still there");
+    // A deletion that commits removes the files.
+    let deleted = app.graphql(Some(CITIZEN), "mutation($id: ID!) { deletePhoto(id: $id) }", json!({ "id": photo_id })).await;
+    assert!(deleted.get("errors").is_none(), "{deleted}");
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 404, "the file went with the photo");
 }
