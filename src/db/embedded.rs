@@ -58,6 +58,15 @@ pub struct EmbeddedOptions {
     pub settings: Vec<(String, String)>,
 }
 
+/// How the server stops before a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Running transactions are rolled back, clients disconnected, then a clean stop.
+    Fast,
+    /// The server processes quit at once; the next start recovers from the WAL.
+    Immediate,
+}
+
 /// A running cluster. Stop it with [`EmbeddedCluster::stop`]; dropping it stops it too (via
 /// the watchdog).
 pub struct EmbeddedCluster {
@@ -133,13 +142,23 @@ impl EmbeddedCluster {
     /// Restarts the server on the same port and settings (fast shutdown first): what a
     /// database restart looks like to clients.
     pub fn restart(&self) -> Result<(), EmbeddedError> {
+        self.restart_with(ShutdownMode::Fast)
+    }
+
+    /// Restarts the server on the same port and settings after a shutdown of `mode`:
+    /// `Immediate` is a crash as far as clients and recovery are concerned.
+    pub fn restart_with(&self, mode: ShutdownMode) -> Result<(), EmbeddedError> {
+        let mode = match mode {
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        };
         let output = self
             .command("pg_ctl")
             .arg("-D")
             .arg(&self.data_dir)
             .arg("-l")
             .arg(self.data_dir.join("server.log"))
-            .args(["-m", "fast", "-w", "-t", "60", "restart"])
+            .args(["-m", mode, "-w", "-t", "60", "restart"])
             .output();
         check_output("pg_ctl restart", output)
     }

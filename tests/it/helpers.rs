@@ -231,20 +231,12 @@ pub async fn spawn_app_with(extra: &[(&str, String)]) -> TestApp {
 impl TestApp {
     /// Waits for `/ready` (the ticket listener connects in the background).
     pub async fn wait_until_ready(&self) {
-        for _ in 0..200 {
-            let ready = self.http.get(format!("http://{}/ready", self.addr)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("the server did not become ready");
+        wait_for_ready(&self.http, self.addr).await;
     }
 
     /// A valid bearer token for a demo person.
     pub fn token(&self, email: &str) -> String {
-        let p = demo::person(email).unwrap();
-        self.issuer.user_token(p.auth_user_id, Some(p.email), Some(p.phone), 3600).unwrap()
+        demo_token(&self.issuer, email)
     }
 
     /// POSTs a GraphQL request with an optional raw `Authorization` header value.
@@ -288,4 +280,125 @@ pub fn log_lines(database: &str, needle: &str) -> Vec<String> {
 /// The `extensions.code` of a response's first error.
 pub fn error_code(response: &Value) -> Option<&str> {
     response["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// A cluster of the test's own with a server on it, for tests that restart or crash the
+/// database (doing that to the shared cluster would disturb every other test).
+pub struct OwnStack {
+    pub cluster: EmbeddedCluster,
+    pub dir: std::path::PathBuf,
+    /// As the superuser, on the server's database.
+    pub owner_url: Secret,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub issuer: TokenIssuer,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl OwnStack {
+    /// Starts a migrated, seeded cluster in a scratch folder named `name` and a server on it
+    /// with `extra` settings; returns once the server is ready.
+    pub async fn start(name: &str, extra: &[(&str, String)]) -> OwnStack {
+        let dir = scratch_dir(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = EmbeddedOptions {
+            data_dir: dir.join("pg"),
+            bin_dir: None,
+            superuser_password: SUPERUSER_PASSWORD.into(),
+            ephemeral: true,
+            // Ephemeral clusters commit asynchronously, and a crash loses what was reported
+            // committed; these tests crash the server, so a commit must mean durable (fsync
+            // can stay off: the operating system keeps what a crashed process wrote).
+            settings: vec![("synchronous_commit".into(), "on".into())],
+        };
+        let cluster = tokio::task::block_in_place(|| EmbeddedCluster::start(&options)).unwrap();
+        let owner_url = Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, "postgres"));
+        db::migrate(&owner_url).await.unwrap();
+        ward::app::set_authenticator_password(&owner_url, &Secret::new(AUTHENTICATOR_PASSWORD)).await.unwrap();
+        let owner = db::connect(&owner_url, 1).await.unwrap();
+        demo::seed(&owner).await.unwrap();
+        owner.close().await.unwrap();
+        let app_url = Secret::new(cluster.url("authenticator", AUTHENTICATOR_PASSWORD, "postgres"));
+        let mut vars = vec![
+            ("DATABASE_URL", app_url.expose().to_string()),
+            ("SUPABASE_JWT_SECRET", JWT_SECRET.to_string()),
+            ("WARD_BIND", "127.0.0.1:0".to_string()),
+            ("WARD_DATA_DIR", dir.join("data").display().to_string()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let config = Config::from_lookup(|n| vars.iter().rev().find(|(k, _)| *k == n).map(|(_, v)| v.clone())).unwrap();
+        let app = App::build_on(&config, PreparedDatabase { request_url: app_url, owner_url: None, cluster: None })
+            .await
+            .unwrap();
+        let addr = app.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        let stack = OwnStack {
+            cluster,
+            dir,
+            owner_url,
+            addr,
+            http: reqwest::Client::new(),
+            issuer: TokenIssuer::new(&Secret::new(JWT_SECRET)),
+            stop: Some(stop),
+        };
+        stack.wait_ready().await;
+        stack
+    }
+
+    /// Waits for `/ready`.
+    pub async fn wait_ready(&self) {
+        wait_for_ready(&self.http, self.addr).await;
+    }
+
+    /// A valid bearer token for a demo person.
+    pub fn token(&self, email: &str) -> String {
+        demo_token(&self.issuer, email)
+    }
+
+    /// A connection as the superuser.
+    pub async fn owner(&self) -> DatabaseConnection {
+        db::connect(&self.owner_url, 2).await.unwrap()
+    }
+
+    /// The highest ticket event id so far (0 when none).
+    pub async fn latest_event_id(&self) -> i64 {
+        let row = self
+            .owner()
+            .await
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
+    }
+
+    /// Stops the server and the cluster, and removes the folder.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let OwnStack { cluster, dir, .. } = self;
+        tokio::task::block_in_place(|| cluster.stop()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Waits (at most 10 s) for a server's `/ready`.
+async fn wait_for_ready(http: &reqwest::Client, addr: SocketAddr) {
+    for _ in 0..400 {
+        if http.get(format!("http://{addr}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// A valid bearer token (verified email and phone) for a demo person.
+fn demo_token(issuer: &TokenIssuer, email: &str) -> String {
+    let p = demo::person(email).unwrap();
+    issuer.user_token(p.auth_user_id, Some(p.email), Some(p.phone), 3600).unwrap()
 }

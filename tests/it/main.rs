@@ -14,6 +14,7 @@ mod live_rights;
 mod firewall;
 mod migrations;
 mod operations;
+mod outage;
 mod photos;
 mod policy;
 mod profiles;

@@ -7,77 +7,22 @@ use futures_util::StreamExt;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use ward::app::{App, PreparedDatabase};
-use ward::config::{Config, Secret};
-use ward::db::embedded::{EmbeddedCluster, EmbeddedOptions};
 use ward::demo::{self, TICKETS};
 use ward::realtime::{Realtime, SubscriptionError, Viewer};
 
-use crate::helpers::{AUTHENTICATOR_PASSWORD, JWT_SECRET, SUPERUSER_PASSWORD, TestDb, caller, scratch_dir};
+use crate::helpers::{OwnStack, TestDb, caller};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
-    // A cluster of its own: restarting the shared one would disturb every other test.
-    let dir = scratch_dir("restart");
-    let _ = std::fs::remove_dir_all(&dir);
-    let options = EmbeddedOptions {
-        data_dir: dir.join("pg"),
-        bin_dir: None,
-        superuser_password: SUPERUSER_PASSWORD.into(),
-        ephemeral: true,
-        settings: Vec::new(),
-    };
-    let cluster = tokio::task::block_in_place(|| EmbeddedCluster::start(&options)).unwrap();
-    let owner_url = Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, "postgres"));
-    ward::db::migrate(&owner_url).await.unwrap();
-    ward::app::set_authenticator_password(&owner_url, &Secret::new(AUTHENTICATOR_PASSWORD)).await.unwrap();
-    let owner = ward::db::connect(&owner_url, 1).await.unwrap();
-    demo::seed(&owner).await.unwrap();
-    owner.close().await.unwrap();
-    let app_url = Secret::new(cluster.url("authenticator", AUTHENTICATOR_PASSWORD, "postgres"));
-
-    let vars = [
-        ("DATABASE_URL", app_url.expose().to_string()),
-        ("SUPABASE_JWT_SECRET", JWT_SECRET.to_string()),
-        ("WARD_BIND", "127.0.0.1:0".to_string()),
-        ("WARD_DATA_DIR", dir.join("data").display().to_string()),
-    ];
-    let config = Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone())).unwrap();
-    let app = App::build_on(&config, PreparedDatabase { request_url: app_url, owner_url: None, cluster: None })
-        .await
-        .unwrap();
-    let addr = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
-    let wait_ready = || async {
-        for _ in 0..400 {
-            if http.get(format!("http://{addr}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("not ready");
-    };
-    wait_ready().await;
-
-    let issuer = ward::auth::TokenIssuer::new(&Secret::new(JWT_SECRET));
+    let stack = OwnStack::start("restart", &[]).await;
+    let (addr, owner_url) = (stack.addr, stack.owner_url.clone());
     let manager = demo::person("manager@demo.test").unwrap();
-    let token = issuer.user_token(manager.auth_user_id, Some(manager.email), None, 600).unwrap();
+    let token = stack.issuer.user_token(manager.auth_user_id, Some(manager.email), None, 600).unwrap();
     let mut client = match crate::subscriptions::connect(addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-transport-ws").await {
         crate::subscriptions::Init::Acked(client) => client,
         crate::subscriptions::Init::Closed(code, reason) => panic!("{code} {reason}"),
     };
-    let owner = ward::db::connect(&owner_url, 1).await.unwrap();
-    let start: i64 = owner
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let start = stack.latest_event_id().await;
     client.subscribe("1", json!({ "after": start.to_string() })).await;
 
     // A writer changes a ticket 60 times, retrying what fails while the database is down,
@@ -109,7 +54,7 @@ async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
         let update = client.update().await;
         received.push(update["eventId"].as_str().unwrap().parse::<i64>().unwrap());
         if received.len() == 20 && !restarted {
-            tokio::task::block_in_place(|| cluster.restart()).unwrap();
+            tokio::task::block_in_place(|| stack.cluster.restart()).unwrap();
             restarted = true;
         }
     }
@@ -127,10 +72,8 @@ async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
         .map(|r| r.try_get::<i64>("", "id").unwrap())
         .collect();
     assert_eq!(received, committed, "every committed event, once, in order");
-    wait_ready().await;
-    let _ = stop.send(());
-    tokio::task::block_in_place(|| cluster.stop()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    stack.wait_ready().await;
+    stack.shutdown().await;
 }
 
 /// A realtime hub on `db` with subscriber buffers of `buffer`, once its listener is ready.

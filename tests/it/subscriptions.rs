@@ -62,7 +62,12 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, id: &str, variables: Value) {
-        let message = json!({ "id": id, "type": "subscribe", "payload": { "query": UPDATES, "variables": variables } });
+        self.subscribe_to(id, UPDATES, variables).await;
+    }
+
+    /// Subscribes with a document of the caller's choosing.
+    pub async fn subscribe_to(&mut self, id: &str, query: &str, variables: Value) {
+        let message = json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } });
         self.ws.send(Message::text(message.to_string())).await.unwrap();
     }
 
