@@ -14,11 +14,13 @@ use reqwest::Url;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 3;
+/// The longest URL accepted (browsers and CDNs stop at about this much too).
+pub const MAX_URL_BYTES: usize = 4096;
 
 /// Why a download was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("the URL is not an http(s) URL with a host")]
+    #[error("the URL is not an http(s) URL with a host (of at most 4096 bytes)")]
     BadUrl,
     #[error("the URL points to a private, loopback or otherwise internal address")]
     PrivateAddress,
@@ -60,6 +62,9 @@ impl Fetcher {
     }
 
     async fn fetch_unbounded(&self, url: &str) -> Result<Fetched, FetchError> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(FetchError::BadUrl);
+        }
         let mut url = Url::parse(url).map_err(|_| FetchError::BadUrl)?;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.get_once(&url).await?;
@@ -70,6 +75,9 @@ impl Fetcher {
                     .and_then(|v| v.to_str().ok())
                     .ok_or(FetchError::Status(response.status().as_u16()))?;
                 url = url.join(location).map_err(|_| FetchError::BadUrl)?;
+                if url.as_str().len() > MAX_URL_BYTES {
+                    return Err(FetchError::BadUrl);
+                }
                 continue;
             }
             if !response.status().is_success() {
@@ -215,6 +223,20 @@ mod tests {
             "2a00:1450:4001::200e", "2001:4860:4860::8888", "::ffff:8.8.8.8",
         ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_internal_ipv4_address_is_internal_in_every_ipv6_disguise(a in proptest::num::u32::ANY) {
+            let v4 = std::net::Ipv4Addr::from(a);
+            let internal = is_internal(IpAddr::V4(v4));
+            // Mapped: the same verdict; NAT64 and 6to4: always refused.
+            proptest::prop_assert_eq!(is_internal(IpAddr::V6(v4.to_ipv6_mapped())), internal);
+            let [b0, b1, b2, b3] = v4.octets();
+            let nat64 = std::net::Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, u16::from_be_bytes([b0, b1]), u16::from_be_bytes([b2, b3]));
+            let six_to_four = std::net::Ipv6Addr::new(0x2002, u16::from_be_bytes([b0, b1]), u16::from_be_bytes([b2, b3]), 0, 0, 0, 0, 1);
+            proptest::prop_assert!(is_internal(IpAddr::V6(nat64)) && is_internal(IpAddr::V6(six_to_four)));
         }
     }
 

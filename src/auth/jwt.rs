@@ -268,6 +268,22 @@ impl TokenIssuer {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_header_is_read_or_refused_without_panicking(header in "\\PC{0,200}|(Bearer|bearer) [A-Za-z0-9_.=-]{0,200}") {
+            if let Ok(token) = bearer_token(&header) {
+                proptest::prop_assert!(!token.is_empty() && !token.contains(' '));
+                let _ = header_alg_kid(token);
+            }
+        }
+
+        #[test]
+        fn any_token_header_is_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let token = format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(&bytes));
+            let _ = header_alg_kid(&token);
+        }
+    }
+
     #[test]
     fn bearer_scheme_is_required() {
         assert_eq!(bearer_token("Bearer abc"), Ok("abc"));

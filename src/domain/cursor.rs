@@ -100,4 +100,25 @@ mod tests {
         assert!(decode("p1", "%%%").is_err());
         assert!(decode("p1", &URL_SAFE_NO_PAD.encode("p1|x|y")).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_decodes_or_is_refused_without_panicking(text in ".{0,300}") {
+            let _ = decode("t1", &text);
+        }
+
+        #[test]
+        fn any_bytes_behind_base64_decode_or_are_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = decode("t1", &URL_SAFE_NO_PAD.encode(&bytes));
+        }
+
+        #[test]
+        fn every_place_round_trips(micros in -62_135_596_800_000_000i64..253_402_300_799_000_000, id in proptest::num::u128::ANY) {
+            let at = DateTime::from_timestamp_micros(micros).unwrap();
+            let id = Uuid::from_u128(id);
+            let (back_at, back_id) = decode("t1", &encode("t1", at, id)).unwrap();
+            proptest::prop_assert_eq!((back_at, back_id), (at, id));
+            proptest::prop_assert!(decode("p1", &encode("t1", at, id)).is_err());
+        }
+    }
 }

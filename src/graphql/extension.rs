@@ -1,6 +1,7 @@
 //! The websocket schema's hook: a stable `extensions.code` on the parse and validation
-//! errors of operations sent over a websocket (over HTTP, `prepare` does this without a
-//! schema extension), and a persisted query refused so that Apollo clients send the text.
+//! errors of operations sent over a websocket, documents over the selection bound refused
+//! (over HTTP, `prepare` does both without a schema extension), and a persisted query
+//! refused so that Apollo clients send the text.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
 
-use super::prepare::{parse_code, set_code, validation_code};
+use super::prepare::{parse_code, set_code, validation_code, within_bounds};
 
 pub struct WardExtension;
 
@@ -45,11 +46,13 @@ impl Extension for WardExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut e| {
+        let document = next.run(ctx, query, variables).await.map_err(|mut e| {
             let code = parse_code(&e);
             set_code(&mut e, code);
             e
-        })
+        })?;
+        within_bounds(&document)?;
+        Ok(document)
     }
 
     async fn validation(

@@ -43,6 +43,9 @@ enum Learn {
 /// hold at most a few tens of MiB whatever is sent; real clients send a few dozen documents of
 /// a few dozen selections.
 const MAX_CACHED_SELECTIONS: usize = 500;
+/// The most selections a document may spell out: complexity counts what a query costs, but
+/// not `__typename` or repeated aliases of cheap fields, which still cost a response.
+pub const MAX_SELECTIONS: usize = 2000;
 /// Persisted queries remembered (per process), and the longest text remembered.
 const APQ_ENTRIES: usize = 512;
 const APQ_MAX_QUERY: usize = 16 * 1024;
@@ -127,14 +130,14 @@ impl Preparer {
         }
         let short = request.query.len() <= APQ_MAX_QUERY;
         let document = request.parsed_query().map_err(parse_failed)?;
-        let keep = short && selections(document) <= MAX_CACHED_SELECTIONS;
+        let keep = short && within_bounds(document)? <= MAX_CACHED_SELECTIONS;
         Ok(keep.then(|| Learn::Persisted(hash, document.clone())))
     }
 
     /// Parses the document, or takes it from the documents parsed before.
     async fn parse(&self, request: &mut Request) -> Result<Option<Learn>, ServerError> {
         if request.query.len() > PARSED_MAX_QUERY {
-            request.parsed_query().map_err(parse_failed)?;
+            within_bounds(request.parsed_query().map_err(parse_failed)?)?;
             return Ok(None);
         }
         if let Some(document) = self.parsed.get(request.query.clone()).await {
@@ -143,7 +146,7 @@ impl Preparer {
         }
         let text = request.query.clone();
         let document = request.parsed_query().map_err(parse_failed)?;
-        let keep = selections(document) <= MAX_CACHED_SELECTIONS;
+        let keep = within_bounds(document)? <= MAX_CACHED_SELECTIONS;
         Ok(keep.then(|| Learn::Parsed(text, document.clone())))
     }
 }
@@ -166,6 +169,15 @@ pub fn operation_kind(document: &ExecutableDocument, operation_name: Option<&str
         Some(OperationType::Subscription) => "subscription",
         None => "unknown",
     }
+}
+
+/// A document's number of selections, refused (`QUERY_TOO_COMPLEX`) over [`MAX_SELECTIONS`].
+pub fn within_bounds(document: &ExecutableDocument) -> Result<usize, ServerError> {
+    let n = selections(document);
+    if n > MAX_SELECTIONS {
+        return Err(coded(&format!("the document spells out more than {MAX_SELECTIONS} selections"), "QUERY_TOO_COMPLEX"));
+    }
+    Ok(n)
 }
 
 /// How many selections (fields, fragment spreads, inline fragments) a document spells out.

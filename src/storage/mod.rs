@@ -307,6 +307,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn an_accepted_path_cannot_leave_its_bucket(path in "(\\PC|[/.\\\\\\x00-\\x1f]){0,300}|[a-z./ ]{0,60}") {
+            if let Ok(parsed) = ObjectPath::parse(&path) {
+                proptest::prop_assert!(parsed.as_str().len() <= MAX_PATH_BYTES);
+                for segment in parsed.segments() {
+                    proptest::prop_assert!(!segment.is_empty() && segment != "." && segment != "..");
+                    proptest::prop_assert!(segment.chars().all(allowed_path_char) && !segment.contains('\\'));
+                }
+            }
+        }
+
+        #[test]
+        fn a_sanitised_name_is_one_safe_segment(name in "\\PC{0,400}|[./\\\\ a-z\\x00-\\x1f]{0,60}") {
+            if let Ok(clean) = sanitize_filename(&name) {
+                proptest::prop_assert!(clean.chars().count() <= MAX_FILENAME_CHARS);
+                proptest::prop_assert!(!clean.contains('/') && !clean.starts_with('.'));
+                let path = ObjectPath::parse(&format!("folder/{clean}"));
+                proptest::prop_assert!(path.is_ok(), "{clean:?}");
+                proptest::prop_assert_eq!(path.unwrap().segments().count(), 2);
+            }
+        }
+    }
+
     #[test]
     fn bucket_names() {
         assert!(validate_bucket("user-photos-thumbnails").is_ok());

@@ -8,6 +8,7 @@ mod adversary;
 mod embedded;
 mod faults;
 mod guard_rails;
+mod hostile;
 mod http_me;
 mod jwks;
 mod live_rights;
