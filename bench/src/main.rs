@@ -4,6 +4,7 @@
 mod cpu;
 mod env;
 mod http;
+mod soak;
 mod subscriptions;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     /// HTTP: `me`, a nested page of 50 tickets, and createTicket under wrk, against pgbench
     /// running the same SQL as the PostgreSQL ceiling.
     Http(http::Options),
+    /// Soak: minutes of mixed load (reads, writes, photo uploads, clients hanging up) with a
+    /// thousand subscribers; ward's memory, descriptors, threads and connections must stay flat.
+    Soak(soak::Options),
 }
 
 #[tokio::main]
@@ -45,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
             subscriptions::run(&cli.ward, &subscribers, rate, seconds).await
         }
         Command::Http(options) => http::run(&cli.ward, &options).await,
+        Command::Soak(options) => soak::run(&cli.ward, &options).await,
     }
 }

@@ -108,19 +108,26 @@ pub async fn run<T>(
 
 /// Runs a mutation's domain function in a savepoint of the request's transaction: a failed
 /// mutation leaves nothing behind, while the request's other mutations keep their effects.
+///
+/// The savepoint is plain SQL rather than sea-orm's nested transaction: sqlx counts nested
+/// transactions, and one dropped mid-`RELEASE` (a client hanging up) queues a `ROLLBACK TO
+/// SAVEPOINT` for a savepoint already gone, which fails on the connection's way back to the
+/// pool and costs a reconnect. Here a cancelled request leaves only the transaction itself to
+/// roll back, which works in any state.
 pub async fn run_mutation<T>(
     ctx: &Context<'_>,
     f: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, DomainError>,
 ) -> Result<T, ApiError> {
+    use sea_orm::ConnectionTrait;
     run(ctx, async |tx| {
-        let savepoint = sea_orm::TransactionTrait::begin(tx).await?;
-        match f(&savepoint).await {
+        tx.execute_unprepared("savepoint mutation").await?;
+        match f(tx).await {
             Ok(value) => {
-                savepoint.commit().await?;
+                tx.execute_unprepared("release savepoint mutation").await?;
                 Ok(value)
             }
             Err(error) => {
-                savepoint.rollback().await?;
+                tx.execute_unprepared("rollback to savepoint mutation").await?;
                 Err(error)
             }
         }
