@@ -96,8 +96,9 @@ async fn soak(env: &Env, options: &Options) -> anyhow::Result<()> {
     }
     let duration = Duration::from_secs(options.minutes * 60);
     let period = Duration::from_secs(options.sample_seconds);
-    // Warmed up after a tenth of the run (at least one period): caches, pools and arenas full.
-    let warm_at = (duration / 10).max(period);
+    // Warmed up after a fifth of the run (at least one period): caches, pools and allocator
+    // arenas full (a 10-minute run's RSS still grew between its first and second minute).
+    let warm_at = (duration / 5).max(period);
     let mut samples = Vec::new();
     let mut warm: Option<Sample> = None;
     println!("| minute | RSS MiB | fds | threads | DB connections | requests | deliveries |");

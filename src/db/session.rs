@@ -150,6 +150,11 @@ impl RlsSession {
         &self.caller
     }
 
+    /// Whether the session may write (its request holds a mutation).
+    pub fn writes(&self) -> bool {
+        !self.read_only.load(Ordering::Relaxed)
+    }
+
     /// Makes the transaction read-write (mutations). Has no effect once it has begun.
     pub fn allow_writes(&self) {
         self.read_only.store(false, Ordering::Relaxed);

@@ -25,6 +25,48 @@ impl RequestData {
     }
 }
 
+/// Ends a request's session once it has executed, over HTTP and websockets alike: commits
+/// unless a field failed `INTERNAL` or `UNAVAILABLE` (refused mutations ran in savepoints and
+/// left nothing), rolls back otherwise. Nothing in the response may claim rolled-back work:
+/// a failed commit replaces it with its error, and a rolled-back mutation's response has
+/// `data: null` and an error saying that nothing was kept.
+pub async fn conclude(session: &RlsSession, response: &mut async_graphql::Response) {
+    let failure = response.errors.iter().find_map(|e| match error_code(e) {
+        Some(code) if code == ErrorCode::Internal.as_str() => Some(ErrorCode::Internal),
+        Some(code) if code == ErrorCode::Unavailable.as_str() => Some(ErrorCode::Unavailable),
+        _ => None,
+    });
+    match session.finish(failure.is_none()).await {
+        Err(error) => {
+            // The commit failed: whatever the fields said, none of it happened.
+            let error = ApiError::from(&error);
+            *response = async_graphql::Response::from_errors(vec![coded(error.code.as_str(), error.message)]);
+        }
+        Ok(()) => {
+            if let (Some(code), true) = (failure, session.writes()) {
+                response.data = async_graphql::Value::Null;
+                let message = "nothing this request changed was kept: it failed, so its whole transaction was \
+                               rolled back (mutations reported before the failure did not happen either)";
+                response.errors.push(coded(code.as_str(), message.into()));
+            }
+        }
+    }
+}
+
+/// An error's `extensions.code`, when it has one.
+pub fn error_code(error: &async_graphql::ServerError) -> Option<&str> {
+    match error.extensions.as_ref().and_then(|x| x.get("code")) {
+        Some(async_graphql::Value::String(code)) => Some(code),
+        _ => None,
+    }
+}
+
+fn coded(code: &str, message: String) -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    error
+}
+
 /// Where an object's nested fields load from: the HTTP request's data, or, for objects of a
 /// subscription event, a scope of their own (a websocket has no request transaction), whose
 /// session and loaders are made only if a nested field asks for them. A list may also hand

@@ -1,17 +1,22 @@
-//! The websocket schema's hook: a stable `extensions.code` on the parse and validation
-//! errors of operations sent over a websocket, documents over the selection bound refused
-//! (over HTTP, `prepare` does both without a schema extension), and a persisted query
+//! The websocket schema's hook: queries and mutations sent over a websocket run in an RLS
+//! session of their own, concluded like an HTTP request's; a stable `extensions.code` on the
+//! parse and validation errors; documents over the selection bound refused (over HTTP,
+//! `prepare` and the handler do all this without a schema extension); and a persisted query
 //! refused so that Apollo clients send the text.
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
-use super::prepare::{parse_code, set_code, validation_code, within_bounds};
+use super::RequestData;
+use super::context::conclude;
+use super::prepare::{operation_kind, parse_code, set_code, validation_code, within_bounds};
+use crate::auth::Caller;
+use crate::db::RlsSession;
 
 pub struct WardExtension;
 
@@ -36,7 +41,17 @@ impl Extension for WardExtension {
             set_code(&mut error, "PERSISTED_QUERY_NOT_SUPPORTED");
             return Err(error);
         }
+        let request = with_session(ctx, request)?;
         next.run(ctx, request).await
+    }
+
+    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        if let Some(data) = ctx.data_opt::<RequestData>() {
+            conclude(&data.session, &mut response).await;
+            super::prepare::code_errors(&mut response);
+        }
+        response
     }
 
     async fn parse_query(
@@ -71,4 +86,41 @@ impl Extension for WardExtension {
                 .collect()
         })
     }
+}
+
+/// A query or mutation over the socket runs like one over HTTP: in an RLS session of its own,
+/// as the connection's caller (from `connection_init`), read-only unless it holds a mutation.
+/// A subscription has its own scope per event (`graphql::subscription`). A caller whose token
+/// has expired since the connection opened is refused (the socket closes at expiry anyway).
+fn with_session(ctx: &ExtensionContext<'_>, mut request: Request) -> ServerResult<Request> {
+    let operation_name = request.operation_name.clone();
+    let document = request.parsed_query().map_err(|mut e| {
+        let code = parse_code(&e);
+        set_code(&mut e, code);
+        e
+    })?;
+    within_bounds(document)?;
+    let kind = operation_kind(document, operation_name.as_deref());
+    if kind == "subscription" {
+        return Ok(request);
+    }
+    let writes = kind == "mutation";
+    let caller = ctx.data_opt::<Caller>().cloned().unwrap_or(Caller::Anonymous);
+    if let Caller::User(user) = &caller {
+        if user.exp <= chrono::Utc::now().timestamp() {
+            let mut error = ServerError::new("the connection's token has expired; reconnect with a fresh one", None);
+            set_code(&mut error, "UNAUTHENTICATED");
+            return Err(error);
+        }
+    }
+    let Some(pool) = ctx.data_opt::<sea_orm::DatabaseConnection>() else {
+        let mut error = ServerError::new("internal error: no database", None);
+        set_code(&mut error, "INTERNAL");
+        return Err(error);
+    };
+    let session = RlsSession::new(pool.clone(), caller);
+    if writes {
+        session.allow_writes();
+    }
+    Ok(request.data(RequestData::new(session)))
 }

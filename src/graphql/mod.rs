@@ -1,7 +1,7 @@
 //! The GraphQL API: the schema, its types and resolvers, and the per-request DataLoaders.
 //! Resolvers are thin: they read the request's session, call one domain function, and convert.
 
-mod context;
+pub mod context;
 mod extension;
 mod loaders;
 mod mutation;

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};
+use crate::graphql::context::{conclude, error_code};
 use crate::graphql::{RequestData, prepare};
 
 /// A code that has no `ErrorCode` (HTTP-level refusals) with its message.
@@ -28,14 +29,10 @@ impl From<ApiError> for ApiErrorWithCode {
     }
 }
 
-fn coded_server_error(error: ApiErrorWithCode) -> ServerError {
+fn coded_response(error: ApiErrorWithCode) -> async_graphql::Response {
     let mut server_error = ServerError::new(error.message, None);
     server_error.extensions.get_or_insert_with(Default::default).set("code", error.code);
-    server_error
-}
-
-fn coded_response(error: ApiErrorWithCode) -> async_graphql::Response {
-    async_graphql::Response::from_errors(vec![coded_server_error(error)])
+    async_graphql::Response::from_errors(vec![server_error])
 }
 
 fn error_response(error: ApiErrorWithCode) -> GraphQLResponse {
@@ -85,29 +82,7 @@ pub async fn graphql(
         session.allow_writes();
     }
     let mut response = state.schema.execute(request.data(RequestData::new(session.clone()))).await;
-    // Each mutation ran in a savepoint, so refused ones left nothing behind. An internal error
-    // may have left the transaction unusable, and an unavailable database cannot commit: then
-    // nothing is kept, and nothing in the response may say otherwise.
-    let failure = response.errors.iter().find_map(|e| match error_code(e) {
-        Some(code) if code == ErrorCode::Internal.as_str() => Some(ErrorCode::Internal),
-        Some(code) if code == ErrorCode::Unavailable.as_str() => Some(ErrorCode::Unavailable),
-        _ => None,
-    });
-    match session.finish(failure.is_none()).await {
-        Err(error) => {
-            // The commit failed: whatever the fields said, none of it happened.
-            let api_error = ApiError::from(&error);
-            response = coded_response(api_error.into());
-        }
-        Ok(()) => {
-            if let (Some(code), true) = (failure, operation.writes) {
-                response.data = async_graphql::Value::Null;
-                let message = "nothing this request changed was kept: it failed, so its whole transaction was \
-                               rolled back (mutations reported before the failure did not happen either)";
-                response.errors.push(coded_server_error(ApiErrorWithCode { code: code.as_str(), message: message.into() }));
-            }
-        }
-    }
+    conclude(&session, &mut response).await;
     prepare::code_errors(&mut response);
     state.preparer.learn(prepared, &response).await;
     state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
@@ -123,13 +98,6 @@ pub async fn graphql(
 /// What `Retry-After` says on a 503: a second is long enough for a pool to drain.
 const RETRY_AFTER_SECONDS: &str = "1";
 
-/// An error's `extensions.code`, when it has one.
-fn error_code(error: &ServerError) -> Option<&str> {
-    match error.extensions.as_ref().and_then(|x| x.get("code")) {
-        Some(async_graphql::Value::String(code)) => Some(code),
-        _ => None,
-    }
-}
 
 /// A request refused before it ran (a bad credential), counted in the metrics.
 fn refused(state: &AppState, error: ApiError) -> Response {

@@ -156,3 +156,38 @@ test('a manager demoted while subscribed loses the subscription within a second'
   await manager.client.dispose();
   await saps.client.dispose();
 });
+
+test('queries and mutations over the socket (graphql-ws alone): one result each, as the connection', async () => {
+  const client = createClient({
+    url: ward.base.replace('http', 'ws') + '/graphql/ws',
+    webSocketImpl: WebSocket,
+    connectionParams: { Authorization: `Bearer ${ward.tokenFor('citizen@demo.test')}` },
+    retryAttempts: 0,
+  });
+  /** The single result of an operation sent over the socket. */
+  const once = async (payload) => {
+    const results = [];
+    for await (const result of client.iterate(payload)) results.push(result);
+    assert.equal(results.length, 1, JSON.stringify(results));
+    return results[0];
+  };
+  try {
+    const me = await once({ query: '{ me { email role } }' });
+    assert.deepEqual(me.data.me, { email: 'citizen@demo.test', role: 'CITIZEN' });
+    const created = await once({
+      query: 'mutation($input: CreateTicketInput!) { createTicket(input: $input) { id title status } }',
+      variables: { input: { title: 'Broken bench, reported over graphql-ws', category: 'WASTE' } },
+    });
+    assert.equal(created.errors, undefined, JSON.stringify(created.errors));
+    assert.equal(created.data.createTicket.status, 'OPEN');
+    // Committed: HTTP sees it.
+    const seen = await graphql(ward.tokenFor('admin@demo.test'), 'query($id: ID!) { ticket(id: $id) { title } }', {
+      id: created.data.createTicket.id,
+    });
+    assert.equal(seen.ticket.title, 'Broken bench, reported over graphql-ws');
+    const refused = await once({ query: 'mutation($id: ID!) { setTicketStatus(id: $id, status: CLOSED) { status } }', variables: { id: created.data.createTicket.id } });
+    assert.equal(refused.errors[0].extensions.code, 'FORBIDDEN');
+  } finally {
+    await client.dispose();
+  }
+});

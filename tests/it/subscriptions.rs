@@ -348,3 +348,66 @@ async fn errors_over_the_websocket_carry_codes() {
     client.subscribe("live", json!({})).await;
     client.nothing_for(Duration::from_millis(200)).await;
 }
+
+/// The one result of a query or mutation sent over the socket as `id`: its `next` payload,
+/// after which the operation completes.
+async fn single_result(client: &mut Client, id: &str, query: &str, variables: Value) -> Value {
+    client.subscribe_to(id, query, variables).await;
+    let next = client.next(Duration::from_secs(10)).await.expect("a result");
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["id"], id);
+    let complete = client.next(Duration::from_secs(10)).await.expect("completion");
+    assert_eq!((complete["type"].as_str(), complete["id"].as_str()), (Some("complete"), Some(id)), "{complete}");
+    next["payload"].clone()
+}
+
+#[tokio::test]
+async fn queries_and_mutations_over_the_websocket_run_as_the_connection() {
+    use crate::helpers::people::{CITIZEN, MANAGER};
+    let app = spawn_app().await;
+    let mut citizen = Client::new(&app, CITIZEN).await;
+    let me = single_result(&mut citizen, "me", "{ me { email role } }", json!({})).await;
+    assert_eq!(me["data"]["me"]["email"], CITIZEN, "{me}");
+    // The policies decide, as over HTTP: ticket 6 is the other municipality's.
+    let hidden = single_result(&mut citizen, "t6", "query($id: ID!) { ticket(id: $id) { id } }", json!({ "id": TICKETS[5].id.to_string() })).await;
+    assert_eq!(hidden["data"]["ticket"], Value::Null, "{hidden}");
+    // A mutation commits.
+    let created = single_result(
+        &mut citizen,
+        "create",
+        "mutation($i: CreateTicketInput!) { createTicket(input: $i) { id trackingNumber } }",
+        json!({ "i": { "title": "Reported over a socket", "category": "ROADS" } }),
+    )
+    .await;
+    let id = created["data"]["createTicket"]["id"].as_str().expect("a ticket").to_string();
+    let seen = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { title } }", json!({ "id": id })).await;
+    assert_eq!(seen["data"]["ticket"]["title"], "Reported over a socket", "{seen}");
+    // Refusals carry their codes; a refused mutation leaves nothing.
+    let refused = single_result(
+        &mut citizen,
+        "status",
+        "mutation($id: ID!) { setTicketStatus(id: $id, status: CLOSED) { status } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    let unchanged = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { status } }", json!({ "id": id })).await;
+    assert_eq!(unchanged["data"]["ticket"]["status"], "OPEN");
+    let invalid = single_result(&mut citizen, "bad", "{ me { password } }", json!({})).await;
+    assert_eq!(invalid["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{invalid}");
+    // An anonymous socket is anonymous: no one's data, no writes.
+    let mut anonymous = match connect(app.addr, json!({}), "graphql-transport-ws").await {
+        Init::Acked(client) => client,
+        Init::Closed(code, reason) => panic!("{code} {reason}"),
+    };
+    let nobody = single_result(&mut anonymous, "me", "{ me { id } }", json!({})).await;
+    assert_eq!(nobody["data"]["me"], Value::Null, "{nobody}");
+    let denied = single_result(
+        &mut anonymous,
+        "create",
+        "mutation { createTicket(input: { title: \"x\", category: ROADS }) { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(denied["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{denied}");
+}

@@ -319,3 +319,67 @@ test('subscriptions through the split link: a created ticket arrives, typed', as
     await manager.close();
   }
 });
+
+/** An Apollo Client that sends every operation over the websocket (no split, no HTTP). */
+function apolloOverSocket(token?: string) {
+  const ws: WsClient = createClient({
+    url: `${ward.base.replace('http', 'ws')}/graphql/ws`,
+    webSocketImpl: WebSocket,
+    connectionParams: token ? { Authorization: `Bearer ${token}` } : {},
+    retryAttempts: 0,
+  });
+  const client = new ApolloClient({
+    link: new GraphQLWsLink(ws),
+    cache: new InMemoryCache(),
+    defaultOptions: { query: { fetchPolicy: 'no-cache' }, mutate: { fetchPolicy: 'no-cache' } },
+  });
+  return {
+    client,
+    async close() {
+      client.stop();
+      await ws.dispose();
+    },
+  };
+}
+
+test('everything over the websocket: queries and mutations run as the connection, with codes', async () => {
+  const citizen = apolloOverSocket(ward.tokenFor('citizen@demo.test'));
+  const manager = apolloOverSocket(ward.tokenFor('manager@demo.test'));
+  const anonymous = apolloOverSocket();
+  try {
+    const me = await citizen.client.query({ query: MeDocument });
+    assert.equal(me.data?.me?.role, 'CITIZEN');
+    assert.equal((await anonymous.client.query({ query: MeDocument })).data?.me, null);
+
+    const created = await citizen.client.mutate({
+      mutation: CreateTicketDocument,
+      variables: { input: { title: 'Pothole reported over a websocket', category: 'ROADS' } },
+    });
+    const ticket = created.data?.createTicket;
+    assert.ok(ticket, 'created');
+    assert.match(ticket.trackingNumber, /^DEMO-/);
+
+    // It was committed: the manager's socket reads it back and edits it.
+    const page = await manager.client.query({ query: TicketsPageDocument, variables: { first: 50 } });
+    assert.ok(page.data?.tickets.edges.some((e) => e.node.id === ticket.id), 'the manager sees the new ticket');
+    const edited = await manager.client.mutate({
+      mutation: UpdateTicketDocument,
+      variables: { id: ticket.id, input: { priority: 'HIGH' }, expectedVersion: ticket.version },
+    });
+    assert.equal(edited.data?.updateTicket.priority, 'HIGH');
+
+    // Errors carry the same codes as over HTTP.
+    const stale = manager.client.mutate({
+      mutation: UpdateTicketDocument,
+      variables: { id: ticket.id, input: { priority: 'LOW' }, expectedVersion: ticket.version },
+    });
+    assert.equal(await errorCode(stale), 'CONFLICT');
+    const refused = anonymous.client.mutate({
+      mutation: CreateTicketDocument,
+      variables: { input: { title: 'Anonymous', category: 'ROADS' } },
+    });
+    assert.equal(await errorCode(refused), 'UNAUTHENTICATED');
+  } finally {
+    await Promise.all([citizen.close(), manager.close(), anonymous.close()]);
+  }
+});
