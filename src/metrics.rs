@@ -459,6 +459,10 @@ impl ObjectStore for MeteredStore {
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
         self.inner.public_url(bucket, path)
     }
+
+    fn calls_out(&self) -> bool {
+        self.inner.calls_out()
+    }
 }
 
 #[cfg(test)]

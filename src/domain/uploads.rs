@@ -230,19 +230,18 @@ pub async fn record_media(
     Ok((readable.clone().unwrap_or(row), readable.is_some()))
 }
 
-/// A signed link to read a ticket file the caller can see.
-pub async fn signed_link(
-    db: &impl ConnectionTrait,
-    storage: &dyn ObjectStore,
-    media_id: Uuid,
-    expires_in_seconds: i64,
-) -> Result<String, DomainError> {
-    let ttl = crate::storage::ttl_from_seconds(expires_in_seconds)?;
-    // Read again under the caller's policies: only what they may read gets a link.
-    let file = Media::find_by_id(media_id)
+/// A file the caller may read, re-read under the caller's policies (a manager adds GBV
+/// evidence but may not read it back), for signing a link to it.
+pub async fn readable_file(db: &impl ConnectionTrait, media_id: Uuid) -> Result<media::Model, DomainError> {
+    Media::find_by_id(media_id)
         .one(db)
         .await?
-        .ok_or_else(|| DomainError::Forbidden("you may not read this file".into()))?;
+        .ok_or_else(|| DomainError::Forbidden("you may not read this file".into()))
+}
+
+/// A signed link to a readable file, valid for `expires_in_seconds` (storage only).
+pub async fn sign_file(storage: &dyn ObjectStore, file: &media::Model, expires_in_seconds: i64) -> Result<String, DomainError> {
+    let ttl = crate::storage::ttl_from_seconds(expires_in_seconds)?;
     let path = ObjectPath::parse(&file.object_path)?;
     Ok(storage.create_signed_download(&file.bucket, &path, ttl).await?)
 }

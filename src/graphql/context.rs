@@ -183,6 +183,20 @@ pub async fn outside<T>(ctx: &Context<'_>, work: impl Future<Output = T>) -> Res
     request(ctx)?.session.outside(work).await.map_err(ApiError::from)
 }
 
+/// Runs a storage call made while reading (signing a link): outside the transaction when the
+/// store calls out to another service ([`ObjectStore::calls_out`]). The local store's calls
+/// are quick, and ending and beginning the transaction around each link of a page would cost
+/// more round trips than the calls themselves.
+///
+/// [`ObjectStore::calls_out`]: crate::storage::ObjectStore::calls_out
+pub async fn storage_read<T>(
+    session: &RlsSession,
+    storage: &dyn crate::storage::ObjectStore,
+    call: impl Future<Output = T>,
+) -> Result<T, ApiError> {
+    if storage.calls_out() { session.outside(call).await.map_err(ApiError::from) } else { Ok(call.await) }
+}
+
 /// Runs `task` once the request's transaction has committed (not at all if it rolls back).
 pub fn after_commit(ctx: &Context<'_>, task: impl Future<Output = ()> + Send + 'static) -> Result<(), ApiError> {
     request(ctx)?.session.after_commit(task);

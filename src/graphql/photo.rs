@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::photo;
 use uuid::Uuid;
 
-use super::context::{run, storage};
+use super::context::{run, storage, storage_read};
 use super::ticket::PageInfo;
 use crate::domain::photos::{self, PhotoCursor, PhotoPage};
 use crate::error::ApiError;
@@ -27,7 +27,10 @@ impl Photo {
     ) -> async_graphql::Result<String> {
         let storage = storage(ctx)?;
         let expires_in = expires_in.unwrap_or(3600);
-        Ok(photos::download_url(storage, &self.0, expires_in).await.map_err(ApiError::from)?)
+        // Signing may call Supabase Storage: no connection is held meanwhile.
+        let session = &super::context::request(ctx)?.session;
+        let url = storage_read(session, storage, photos::download_url(storage, &self.0, expires_in)).await?;
+        Ok(url.map_err(ApiError::from)?)
     }
 
     /// The public URL of a small JPEG thumbnail.

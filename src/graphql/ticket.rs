@@ -6,7 +6,7 @@ use entity::enums::{self, UploadPurpose};
 use entity::{media, profile, ticket, ticket_event, ward};
 use uuid::Uuid;
 
-use super::context::{Prefetched, Scope, every, parse_id, run, storage};
+use super::context::{Prefetched, Scope, every, parse_id, run, storage, storage_read};
 use super::profile::Profile;
 use crate::domain::{municipalities, profiles};
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
@@ -273,11 +273,10 @@ impl Media {
         let storage = storage(ctx)?;
         let session = &self.1.data(ctx)?.session;
         let id = self.0.id;
-        let url = session
-            .run(async |tx| uploads::signed_link(tx, storage, id, i64::from(expires_in)).await)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(url)
+        let file = session.run(async |tx| uploads::readable_file(tx, id).await).await.map_err(ApiError::from)?;
+        // Signing may call Supabase Storage: no connection is held meanwhile.
+        let url = storage_read(session, storage, uploads::sign_file(storage, &file, i64::from(expires_in))).await?;
+        Ok(url.map_err(ApiError::from)?)
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

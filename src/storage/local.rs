@@ -613,6 +613,10 @@ impl ObjectStore for LocalStore {
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
         self.url("public", bucket, path)
     }
+
+    fn calls_out(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

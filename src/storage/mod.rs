@@ -90,6 +90,12 @@ pub trait ObjectStore: Send + Sync {
 
     /// The URL of an object in a public bucket (it works only when the bucket is public).
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String;
+
+    /// Whether calls go to another service over the network (and may take seconds): then no
+    /// database transaction should wait on them, not even a read's.
+    fn calls_out(&self) -> bool {
+        true
+    }
 }
 
 /// The store in use, and the local backend again when it is that one (ward serves its REST paths).

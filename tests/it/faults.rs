@@ -436,8 +436,9 @@ async fn fake_supabase_storage(
     arrived: std::sync::Arc<tokio::sync::Notify>,
 ) -> std::net::SocketAddr {
     use axum::response::IntoResponse;
-    let router = axum::Router::new().route(
-        "/storage/v1/object/upload/sign/{bucket}/{*path}",
+    // Each signing call: noted, then answered as the mode says with `answer(bucket, path)`.
+    let route = |answer: fn(&str, &str) -> Value| {
+        let (mode, arrived) = (mode.clone(), arrived.clone());
         axum::routing::post(move |axum::extract::Path((bucket, path)): axum::extract::Path<(String, String)>| {
             let (mode, arrived) = (mode.clone(), arrived.clone());
             async move {
@@ -447,13 +448,21 @@ async fn fake_supabase_storage(
                     FakeMode::Down => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "upstream down").into_response(),
                     FakeMode::Slow => {
                         tokio::time::sleep(Duration::from_millis(1500)).await;
-                        let url = format!("/object/upload/sign/{bucket}/{path}?token=fake");
-                        axum::Json(json!({ "url": url, "token": "fake" })).into_response()
+                        axum::Json(answer(&bucket, &path)).into_response()
                     }
                 }
             }
-        }),
-    );
+        })
+    };
+    let router = axum::Router::new()
+        .route(
+            "/storage/v1/object/sign/{bucket}/{*path}",
+            route(|bucket, path| json!({ "signedURL": format!("/object/sign/{bucket}/{path}?token=fake") })),
+        )
+        .route(
+            "/storage/v1/object/upload/sign/{bucket}/{*path}",
+            route(|bucket, path| json!({ "url": format!("/object/upload/sign/{bucket}/{path}?token=fake"), "token": "fake" })),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -485,12 +494,28 @@ async fn slow_or_failing_storage_holds_no_connection_and_answers_unavailable() {
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
     let (_, slow) = slow.await.unwrap();
     assert!(slow["data"]["createUploadIntent"]["uploadUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")), "{slow}");
+    // Reading a signed link to a file: the same, while Supabase signs it.
+    let owner = app.db.owner().await;
+    owner
+        .execute_unprepared(&format!(
+            "insert into media (ticket_id, municipality_id, purpose, bucket, object_path, content_type, size_bytes) \
+             select id, municipality_id, 'EVIDENCE', 'evidence', municipality_id || '/f/photo.jpg', 'image/jpeg', 10 \
+             from tickets where id = '{}'",
+            t(1)
+        ))
+        .await
+        .unwrap();
+    let link = in_background(&app, MANAGER, "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 60) } } }", json!({ "id": t(1) }));
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified()).await.expect("the signing call");
+    let me = app.graphql(Some(CITIZEN), "{ me { id } }", json!({})).await;
+    assert!(me["data"]["me"]["id"].is_string(), "{me}");
+    let (_, link) = link.await.unwrap();
+    assert!(link["data"]["ticket"]["evidence"][0]["signedUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")), "{link}");
     // Storage down: UNAVAILABLE (retryable, 503), and no intent recorded for it.
     *mode.lock().unwrap() = FakeMode::Down;
     let down = app.graphql(Some(MANAGER), INTENT, intent).await;
     assert_eq!(error_code(&down), Some("UNAVAILABLE"), "{down}");
     assert!(!down.to_string().contains("upstream down"), "no upstream text reaches the client: {down}");
-    let owner = app.db.owner().await;
     let row = owner
         .query_one_raw(Statement::from_string(DbBackend::Postgres, "select count(*) as n from upload_intents"))
         .await
