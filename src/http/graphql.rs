@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Caller};
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};
 use crate::graphql::context::{conclude, error_code};
@@ -77,6 +77,26 @@ pub async fn graphql(
         state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
         return GraphQLResponse::from(response).into_response();
     }
+    let response = execute(&state, caller, request, prepared, started).await;
+    let unavailable = response.errors.iter().any(|e| error_code(e) == Some(ErrorCode::Unavailable.as_str()));
+    if unavailable {
+        // Overload or an outage: a status proxies, load balancers and clients' retry logic know.
+        let retry_after = [(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS))];
+        return (StatusCode::SERVICE_UNAVAILABLE, retry_after, GraphQLResponse::from(response)).into_response();
+    }
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Runs a prepared query or mutation as `caller` in an RLS session of its own, concludes the
+/// session, codes the errors, and counts the operation (GraphQL over HTTP and over SSE).
+pub async fn execute(
+    state: &AppState,
+    caller: Caller,
+    request: async_graphql::Request,
+    prepared: prepare::Prepared,
+    started: std::time::Instant,
+) -> async_graphql::Response {
+    let operation = prepared.operation;
     let session = RlsSession::new(state.db.clone(), caller);
     if operation.writes {
         session.allow_writes();
@@ -86,13 +106,7 @@ pub async fn graphql(
     prepare::code_errors(&mut response);
     state.preparer.learn(prepared, &response).await;
     state.metrics.observe_operation(operation.kind, &response, Some(started.elapsed()));
-    let unavailable = response.errors.iter().any(|e| error_code(e) == Some(ErrorCode::Unavailable.as_str()));
-    if unavailable {
-        // Overload or an outage: a status proxies, load balancers and clients' retry logic know.
-        let retry_after = [(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS))];
-        return (StatusCode::SERVICE_UNAVAILABLE, retry_after, GraphQLResponse::from(response)).into_response();
-    }
-    GraphQLResponse::from(response).into_response()
+    response
 }
 
 /// What `Retry-After` says on a 503: a second is long enough for a pool to drain.

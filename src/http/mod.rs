@@ -1,12 +1,13 @@
-//! The HTTP surface: routes, the GraphQL endpoints over HTTP and websockets, the playground,
-//! metrics, health checks, and the layers every request passes (request id, tracing, CORS,
-//! body limit).
+//! The HTTP surface: routes, the GraphQL endpoints over HTTP, websockets and server-sent
+//! events, the playground, metrics, health checks, and the layers every request passes
+//! (request id, tracing, CORS, body limit).
 
 mod graphql;
 mod health;
 pub mod playground;
-mod ws;
+mod sse;
 mod storage;
+mod ws;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphql::graphql).post(graphql::graphql))
         .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/graphql/stream", axum::routing::post(sse::graphql_sse))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))

@@ -23,6 +23,7 @@ mod realtime;
 mod schema;
 mod session;
 mod shutdown;
+mod sse;
 mod storage;
 pub mod subscriptions;
 mod tickets;
