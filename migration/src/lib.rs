@@ -25,7 +25,9 @@ impl MigratorTrait for Migrator {
             Box::new(SqlMigration {
                 name: "m20261123_000002_storage",
                 up: include_str!("sql/0002_storage.sql"),
-                down: "delete from storage.buckets where id in ('evidence', 'documents', \
+                // Supabase Storage refuses direct deletes unless the transaction allows them.
+                down: "select set_config('storage.allow_delete_query', 'true', true); \
+                       delete from storage.buckets where id in ('evidence', 'documents', \
                        'gbv-evidence', 'user-photos', 'user-photos-thumbnails') \
                        and not exists (select 1 from storage.objects o where o.bucket_id = buckets.id);",
             }),

@@ -430,6 +430,16 @@ impl LocalStore {
         validate_bucket(bucket)?;
         let tx = self.service_tx(false).await?;
         let object = find_object(&tx, bucket, path).await?.ok_or(StorageError::NotFound)?;
+        // On a Supabase database, Storage's trigger refuses deletes from storage.objects unless
+        // this is on in the transaction (its own API sets it the same way); elsewhere it is an
+        // unused setting.
+        tx.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "select set_config('storage.allow_delete_query', 'true', true)",
+            [],
+        ))
+        .await
+        .map_err(|e| StorageError::db("deleting an object's row", e))?;
         tx.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "delete from storage.objects where id = $1",

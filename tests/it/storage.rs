@@ -589,3 +589,36 @@ async fn an_unreachable_supabase_is_unavailable_after_retries() {
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(600), "two retries with backoff");
 }
+
+#[tokio::test]
+async fn deletes_pass_supabase_storages_guard_against_direct_deletes() {
+    let app = spawn_app().await;
+    // Supabase Storage's trigger on a hosted project: direct deletes from its tables are refused
+    // unless the transaction sets `storage.allow_delete_query` (as its own API does).
+    let owner = app.db.owner().await;
+    owner
+        .execute_unprepared(
+            "create function storage.protect_delete() returns trigger language plpgsql as $$
+             begin
+               if coalesce(current_setting('storage.allow_delete_query', true), 'false') <> 'true' then
+                 raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+                   using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
+               end if;
+               return null;
+             end $$;
+             create trigger protect_objects_delete before delete on storage.objects
+               for each statement execute function storage.protect_delete();",
+        )
+        .await
+        .unwrap();
+    let store = local_store(&app).await;
+    let p = path("m/f/guarded.txt");
+    store.upload("documents", &p, "text/plain", Bytes::from_static(b"guarded")).await.unwrap();
+    // The guard is there: a plain delete is refused...
+    let refused = owner.execute_unprepared("delete from storage.objects where name = 'm/f/guarded.txt'").await;
+    assert!(refused.is_err(), "the guard trigger is not active");
+    // ...and the local store's delete passes it, row and file.
+    store.delete("documents", &p).await.unwrap();
+    assert!(store.object("documents", &p).await.unwrap().is_none());
+    assert!(!storage_root(&app).join("documents/m/f/guarded.txt").exists());
+}
