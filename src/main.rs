@@ -19,7 +19,13 @@ enum Command {
     /// Serve the API (the default). Without DATABASE_URL, on an embedded PostgreSQL cluster.
     Serve,
     /// Apply pending migrations (as DATABASE_OWNER_URL, or on the embedded cluster).
-    Migrate,
+    Migrate {
+        /// Also create (or update) this login role for ward's requests, with the password in
+        /// WARD_REQUEST_ROLE_PASSWORD: what DATABASE_URL connects as on a hosted Supabase
+        /// project, where `authenticator` is reserved.
+        #[arg(long, value_name = "NAME")]
+        request_role: Option<String>,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Insert the demo municipalities, people and tickets where missing.
@@ -73,12 +79,24 @@ async fn run() -> anyhow::Result<()> {
             println!("{}", issuer.user_token(person.auth_user_id, Some(person.email), Some(person.phone), ttl)?);
             Ok(())
         }
-        Command::Migrate => {
+        Command::Migrate { request_role } => {
+            let password = match &request_role {
+                Some(_) => Some(
+                    std::env::var("WARD_REQUEST_ROLE_PASSWORD")
+                        .map(ward::config::Secret::new)
+                        .context("--request-role needs the role's password in WARD_REQUEST_ROLE_PASSWORD")?,
+                ),
+                None => None,
+            };
             let database = with_owner(&config).await?;
             if let Some(owner) = &database.owner_url {
                 db::migrate(owner).await?;
+                println!("migrations applied");
+                if let (Some(name), Some(password)) = (&request_role, &password) {
+                    db::ensure_request_role(owner, name, password).await?;
+                    println!("request role `{name}` is ready: connect DATABASE_URL as it");
+                }
             }
-            println!("migrations applied");
             stop(database).await
         }
         Command::Seed => {

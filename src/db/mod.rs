@@ -73,6 +73,64 @@ pub async fn check_request_role(db: &DatabaseConnection) -> Result<(), StartupEr
     Ok(())
 }
 
+/// Roles that must never be made ward's request role: Supabase's and PostgreSQL's own.
+const RESERVED_ROLES: [&str; 6] = ["postgres", "authenticator", "anon", "authenticated", "service_role", "supabase_admin"];
+
+/// Why a request role could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestRoleError {
+    #[error("`{0}` is not a role name ward creates: use lower-case letters, digits and `_`, at most 63, starting with a letter")]
+    BadName(String),
+    #[error("`{0}` is reserved (Supabase's or PostgreSQL's own role): choose a name of your own, e.g. `ward_requests`")]
+    Reserved(String),
+    #[error("the request role's password must be at least 16 characters")]
+    WeakPassword,
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Creates (or updates) a login role for ward's requests, connecting as the owner: LOGIN,
+/// NOINHERIT (it holds no rights of its own until a request switches role), member of `anon`,
+/// `authenticated` and `service_role` (so requests can `set role` to them), with `password`
+/// and Supabase's `authenticator` statement timeout (8 s). On a hosted Supabase project this
+/// is what `DATABASE_URL` connects as: `authenticator` is reserved there and its password is
+/// Supabase's.
+pub async fn ensure_request_role(owner_url: &Secret, name: &str, password: &Secret) -> Result<(), RequestRoleError> {
+    let well_formed = name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !well_formed {
+        return Err(RequestRoleError::BadName(name.chars().take(70).collect()));
+    }
+    if RESERVED_ROLES.contains(&name) || name.starts_with("pg_") || name.starts_with("supabase") {
+        return Err(RequestRoleError::Reserved(name.to_string()));
+    }
+    if password.expose().chars().count() < 16 {
+        return Err(RequestRoleError::WeakPassword);
+    }
+    let owner = connect(owner_url, 1).await?;
+    let exists = owner
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "select 1 as one from pg_roles where rolname = $1",
+            [name.into()],
+        ))
+        .await?
+        .is_some();
+    // The name is checked above (no quoting needed); the password is a quoted literal.
+    let password = format!("'{}'", password.expose().replace('\'', "''"));
+    let verb = if exists { "alter" } else { "create" };
+    owner
+        .execute_unprepared(&format!(
+            "{verb} role {name} login noinherit nosuperuser nobypassrls password {password}; \
+             grant anon, authenticated, service_role to {name}; \
+             alter role {name} set statement_timeout = '8s'"
+        ))
+        .await?;
+    owner.close().await?;
+    Ok(())
+}
+
 /// Applies every pending migration, connecting as the schema owner.
 pub async fn migrate(owner_url: &Secret) -> Result<(), DbErr> {
     let owner = connect(owner_url, 1).await?;

@@ -153,3 +153,42 @@ async fn a_request_pool_that_bypasses_rls_is_refused() {
     assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     ward::db::check_request_role(&db.app_pool().await).await.expect("authenticator accepted");
 }
+
+#[tokio::test]
+async fn migrate_can_set_up_a_dedicated_request_role_that_serves_under_rls() {
+
+    let test_db = crate::helpers::TestDb::new().await;
+    let name = format!("ward_requests_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let password = Secret::new("a-request-role-password-long-enough");
+    // Names and passwords that must not be accepted.
+    for reserved in ["authenticator", "postgres", "service_role", "supabase_admin", "pg_monitor"] {
+        let refused = ward::db::ensure_request_role(&test_db.owner_url(), reserved, &password).await;
+        assert!(matches!(refused, Err(ward::db::RequestRoleError::Reserved(_))), "{reserved}");
+    }
+    for bad in ["Ward", "ward-requests", "x; drop role postgres", "", "1ward"] {
+        let refused = ward::db::ensure_request_role(&test_db.owner_url(), bad, &password).await;
+        assert!(matches!(refused, Err(ward::db::RequestRoleError::BadName(_))), "{bad:?}");
+    }
+    let weak = ward::db::ensure_request_role(&test_db.owner_url(), &name, &Secret::new("short")).await;
+    assert!(matches!(weak, Err(ward::db::RequestRoleError::WeakPassword)));
+    // Created, then updated in place (a second run is how a password is rotated).
+    ward::db::ensure_request_role(&test_db.owner_url(), &name, &Secret::new("the-first-password-of-the-role")).await.unwrap();
+    ward::db::ensure_request_role(&test_db.owner_url(), &name, &password).await.unwrap();
+    let url = Secret::new(crate::helpers::cluster().cluster.url(&name, password.expose(), &test_db.name));
+    let pool = ward::db::connect(&url, 2).await.unwrap();
+    // ward serves as it (no superuser, no BYPASSRLS)...
+    ward::db::check_request_role(&pool).await.unwrap();
+    // ...it has no table rights of its own...
+    let direct = pool.execute_unprepared("select count(*) from public.tickets").await;
+    assert!(direct.is_err(), "the login role must not read tables itself");
+    // ...and requests as it see what their caller's policies allow: a citizen of demo, not
+    // other's tickets; a manager of other, only other's.
+    let citizen = crate::helpers::ids_as(&pool, &crate::helpers::caller("citizen@demo.test"), "select m.slug from tickets t join municipalities m on m.id = t.municipality_id").await.unwrap();
+    assert!(!citizen.is_empty() && citizen.iter().all(|s| s == "demo"), "{citizen:?}");
+    let other = crate::helpers::ids_as(&pool, &crate::helpers::caller("manager@other.test"), "select m.slug from tickets t join municipalities m on m.id = t.municipality_id").await.unwrap();
+    assert!(!other.is_empty() && other.iter().all(|s| s == "other"), "{other:?}");
+    pool.close().await.unwrap();
+    // Roles are the cluster's: leave none behind.
+    let owner = test_db.owner().await;
+    owner.execute_unprepared(&format!("drop owned by {name}; drop role {name}")).await.unwrap();
+}
