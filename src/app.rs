@@ -181,6 +181,7 @@ impl App {
 
     /// Builds the application on an already prepared database.
     pub async fn build_on(config: &Config, database: PreparedDatabase) -> anyhow::Result<App> {
+        config.check_pooler()?;
         let pool = db::connect_pool(&database.request_url, config.db_pool_size, config.db_acquire_timeout)
             .await
             .context("connecting to the database")?;

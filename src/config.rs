@@ -82,6 +82,12 @@ pub struct Config {
     /// `WARD_PG_BINDIR`: the PostgreSQL server binaries for the embedded cluster, when the
     /// search (PATH, `pg_config --bindir`, /usr/lib/postgresql/*/bin) should not decide.
     pub pg_bin_dir: Option<PathBuf>,
+    /// `WARD_DB_POOLER`: what `DATABASE_URL` connects through: `direct` (PostgreSQL itself, or
+    /// a session-mode pooler) or `transaction` (a transaction-mode pooler such as Supavisor on
+    /// port 6543), which ward refuses at start (see [`Config::check_pooler`]). Default:
+    /// `transaction` when `DATABASE_URL`'s port is 6543 (Supabase's transaction-mode port),
+    /// `direct` otherwise.
+    pub db_pooler: Pooler,
     /// `WARD_DB_POOL_SIZE`: connections in the request pool. Default 10.
     pub db_pool_size: u32,
     /// `WARD_DB_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled connection before
@@ -131,6 +137,24 @@ pub struct Config {
     pub shutdown_timeout: std::time::Duration,
 }
 
+/// The port of a `postgres://` URL, when it names one.
+fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port.rsplit_once(':')?.1.parse().ok()
+}
+
+/// What the request connections go through (`WARD_DB_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// PostgreSQL itself, or a pooler that keeps a server connection per client connection.
+    Direct,
+    /// A pooler that hands out a server connection per transaction: refused (named prepared
+    /// statements would land on another server connection, and LISTEN has no session).
+    Transaction,
+}
+
 /// Which browser origins may call ward cross-origin (`WARD_CORS_ORIGINS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorsOrigins {
@@ -163,6 +187,20 @@ impl Config {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let secret = |name: &str| get(name).map(Secret::new);
         let database_url = secret("DATABASE_URL");
+        let db_pooler = match get("WARD_DB_POOLER").as_deref() {
+            Some("direct" | "session") => Pooler::Direct,
+            Some("transaction") => Pooler::Transaction,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "WARD_DB_POOLER",
+                    problem: format!("`{other}` is neither `direct` nor `transaction`"),
+                });
+            }
+            None => match database_url.as_ref().and_then(|url| url_port(url.expose())) {
+                Some(6543) => Pooler::Transaction,
+                _ => Pooler::Direct,
+            },
+        };
         let bind = match get("WARD_BIND") {
             Some(v) => v.parse().map_err(|_| ConfigError {
                 name: "WARD_BIND",
@@ -348,6 +386,7 @@ impl Config {
             database_url,
             database_owner_url: secret("DATABASE_OWNER_URL"),
             database_listen_url: secret("DATABASE_LISTEN_URL"),
+            db_pooler,
             subscriber_buffer,
             sla_sweep_seconds,
             upload_sweep_seconds,
@@ -388,6 +427,26 @@ impl Config {
     }
 
     /// Whether ward runs its own PostgreSQL cluster.
+    /// Refuses a transaction-mode pooler (checked at `serve` start). ward keeps a pool of its
+    /// own, so such a pooler adds nothing, and it breaks two things ward relies on: sqlx (under
+    /// sea-orm) prepares statements by name, and a name lives on one server connection while
+    /// the pooler hands the next transaction another; and LISTEN needs a session of its own.
+    /// (`set_config(..., true)` would be fine: it lasts one transaction.)
+    pub fn check_pooler(&self) -> Result<(), ConfigError> {
+        if self.db_pooler == Pooler::Transaction {
+            return Err(ConfigError {
+                name: "DATABASE_URL",
+                problem: "it goes through a transaction-mode pooler (port 6543, or WARD_DB_POOLER=transaction), \
+                          which ward does not support: its statements are prepared by name and live updates need \
+                          LISTEN. Connect through the session-mode pooler or directly instead (on Supabase: the \
+                          same pooler host on port 5432, or db.PROJECT.supabase.co:5432); ward pools its own \
+                          connections (WARD_DB_POOL_SIZE)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn embedded(&self) -> bool {
         self.database_url.is_none()
     }
@@ -411,6 +470,24 @@ mod tests {
         assert!(c.demo);
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from(".ward"));
+    }
+
+    #[test]
+    fn a_transaction_mode_pooler_is_recognised_and_refused_with_the_way_out() {
+        let supavisor = "postgres://ward_requests.PROJECT:pw@aws-0-eu.pooler.supabase.com:6543/postgres";
+        let c = config(&[("DATABASE_URL", supavisor)]).unwrap();
+        assert_eq!(c.db_pooler, Pooler::Transaction);
+        let refused = c.check_pooler().unwrap_err().to_string();
+        assert!(refused.contains("transaction-mode") && refused.contains("5432"), "{refused}");
+        let direct = "postgres://ward_requests.PROJECT:pw@aws-0-eu.pooler.supabase.com:5432/postgres";
+        assert!(config(&[("DATABASE_URL", direct)]).unwrap().check_pooler().is_ok());
+        assert_eq!(config(&[("DATABASE_URL", direct)]).unwrap().db_pooler, Pooler::Direct);
+        assert_eq!(config(&[("DATABASE_URL", "postgres://u@h/db")]).unwrap().db_pooler, Pooler::Direct);
+        let pgbouncer = config(&[("DATABASE_URL", "postgres://u@h:6432/db"), ("WARD_DB_POOLER", "transaction")]).unwrap();
+        assert_eq!(pgbouncer.db_pooler, Pooler::Transaction);
+        let forced = config(&[("DATABASE_URL", supavisor), ("WARD_DB_POOLER", "direct")]).unwrap();
+        assert_eq!(forced.db_pooler, Pooler::Direct);
+        assert!(config(&[("WARD_DB_POOLER", "statement")]).is_err());
     }
 
     #[test]

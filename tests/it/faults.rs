@@ -562,3 +562,18 @@ async fn a_photo_deletion_that_rolls_back_keeps_its_files() {
     assert!(deleted.get("errors").is_none(), "{deleted}");
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 404, "the file went with the photo");
 }
+
+#[tokio::test]
+async fn serving_through_a_transaction_mode_pooler_is_refused_at_start_with_the_way_out() {
+    let url = "postgres://ward_requests.project:pw@127.0.0.1:6543/postgres";
+    let config = ward::config::Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(url.to_string()),
+        "WARD_BIND" => Some("127.0.0.1:0".to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let prepared = ward::app::PreparedDatabase { request_url: ward::config::Secret::new(url), owner_url: None, cluster: None };
+    let Err(refused) = ward::app::App::build_on(&config, prepared).await else { panic!("served through a transaction-mode pooler") };
+    let message = format!("{refused:#}");
+    assert!(message.contains("transaction-mode") && message.contains("port 5432"), "{message}");
+}
