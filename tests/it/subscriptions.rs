@@ -308,6 +308,22 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
         assert_eq!(message["payload"]["data"]["ticketUpdates"]["status"], "IN_PROGRESS");
         break;
     }
+    // A query over the legacy protocol: one `data`, as the connection's caller, then `complete`.
+    let query = json!({ "id": "2", "type": "start", "payload": { "query": "{ me { email } }" } });
+    client.ws.send(Message::text(query.to_string())).await.unwrap();
+    let mut answered = false;
+    loop {
+        let message = client.next(Duration::from_secs(10)).await.expect("an answer");
+        match (message["type"].as_str(), message["id"].as_str()) {
+            (Some("data"), Some("2")) => {
+                assert_eq!(message["payload"]["data"]["me"]["email"], "manager@demo.test", "{message}");
+                answered = true;
+            }
+            (Some("complete"), Some("2")) => break,
+            _ => continue,
+        }
+    }
+    assert!(answered);
 }
 
 #[tokio::test]
