@@ -69,10 +69,10 @@ pub async fn upload_sweeper(
 /// One sweep: how many intents expired, and how many objects were removed.
 pub async fn expire_uploads_once(pool: &DatabaseConnection, storage: &dyn ObjectStore) -> Result<(usize, usize), ApiError> {
     let tx = db::begin(pool, &Caller::Service, false).await.map_err(|e| ApiError::from(&e))?;
-    let expired = uploads::expire_due(&tx).await?;
+    let (expired, objects) = uploads::expire_due(&tx).await?;
     db::end(tx, true).await.map_err(|e| ApiError::from(&e))?;
     let mut removed = 0;
-    for (bucket, path) in &expired {
+    for (bucket, path) in &objects {
         let Ok(path) = ObjectPath::parse(path) else { continue };
         match storage.delete(bucket, &path).await {
             Ok(()) => removed += 1,
@@ -80,5 +80,5 @@ pub async fn expire_uploads_once(pool: &DatabaseConnection, storage: &dyn Object
             Err(error) => tracing::warn!(%error, bucket, "removing an expired upload failed"),
         }
     }
-    Ok((expired.len(), removed))
+    Ok((expired, removed))
 }

@@ -64,3 +64,14 @@ pub fn classify(err: &DbErr) -> DbFailure {
         _ => DbFailure::Other,
     }
 }
+
+/// Whether the server answered with this error (a database error with a SQLSTATE), rather than
+/// the connection failing without an answer.
+pub fn answered(err: &DbErr) -> bool {
+    match err {
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Conn(RuntimeErr::SqlxError(e)) => {
+            e.as_database_error().is_some()
+        }
+        _ => false,
+    }
+}

@@ -5,8 +5,8 @@ pub mod embedded;
 mod error;
 mod session;
 
-pub use error::{DbFailure, classify};
-pub use session::{RlsSession, SessionError, begin, end};
+pub use error::{DbFailure, answered, classify};
+pub use session::{COMMIT_OUTCOME_UNKNOWN, RlsSession, SessionError, begin, end};
 
 use std::time::Duration;
 
@@ -76,6 +76,9 @@ pub async fn check_request_role(db: &DatabaseConnection) -> Result<(), StartupEr
 /// Roles that must never be made ward's request role: Supabase's and PostgreSQL's own.
 const RESERVED_ROLES: [&str; 6] = ["postgres", "authenticator", "anon", "authenticated", "service_role", "supabase_admin"];
 
+/// The comment ward puts on the request roles it creates (and looks for before altering one).
+const REQUEST_ROLE_COMMENT: &str = "ward request role (ward migrate --request-role)";
+
 /// Why a request role could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestRoleError {
@@ -85,6 +88,8 @@ pub enum RequestRoleError {
     Reserved(String),
     #[error("the request role's password must be at least 16 characters")]
     WeakPassword,
+    #[error("a role `{0}` exists that ward did not create: choose another name, or drop it first")]
+    NotOurs(String),
     #[error("database: {0}")]
     Db(#[from] DbErr),
 }
@@ -109,22 +114,41 @@ pub async fn ensure_request_role(owner_url: &Secret, name: &str, password: &Secr
         return Err(RequestRoleError::WeakPassword);
     }
     let owner = connect(owner_url, 1).await?;
-    let exists = owner
+    // Only a role ward made (it carries ward's comment) is ever altered: an existing role of
+    // that name that someone else made is refused, never taken over.
+    let existing = owner
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "select 1 as one from pg_roles where rolname = $1",
+            "select shobj_description(oid, 'pg_authid') as comment from pg_roles where rolname = $1",
             [name.into()],
         ))
+        .await?;
+    if let Some(row) = &existing {
+        let comment: Option<String> = row.try_get("", "comment")?;
+        if comment.as_deref() != Some(REQUEST_ROLE_COMMENT) {
+            return Err(RequestRoleError::NotOurs(name.to_string()));
+        }
+    }
+    // The statement is built by the server (`%I`, `%L` quote as PostgreSQL itself does); the
+    // name is also checked above.
+    let verb = if existing.is_some() { "alter" } else { "create" };
+    let row = owner
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            &format!(
+                "select format('{verb} role %I login noinherit nosuperuser nobypassrls password %L', $1::text, $2::text) as ddl"
+            ),
+            [name.into(), password.expose().into()],
+        ))
         .await?
-        .is_some();
-    // The name is checked above (no quoting needed); the password is a quoted literal.
-    let password = format!("'{}'", password.expose().replace('\'', "''"));
-    let verb = if exists { "alter" } else { "create" };
+        .ok_or_else(|| DbErr::Custom("format() returned no row".into()))?;
+    let ddl: String = row.try_get("", "ddl")?;
+    owner.execute_unprepared(&ddl).await?;
     owner
         .execute_unprepared(&format!(
-            "{verb} role {name} login noinherit nosuperuser nobypassrls password {password}; \
-             grant anon, authenticated, service_role to {name}; \
-             alter role {name} set statement_timeout = '8s'"
+            "grant anon, authenticated, service_role to {name}; \
+             alter role {name} set statement_timeout = '8s'; \
+             comment on role {name} is '{REQUEST_ROLE_COMMENT}'"
         ))
         .await?;
     owner.close().await?;

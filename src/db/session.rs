@@ -50,6 +50,50 @@ pub async fn end(tx: DatabaseTransaction, commit: bool) -> Result<(), DbErr> {
     FinishedIfDropped::new(async move { if commit { tx.commit().await } else { tx.rollback().await } }).await
 }
 
+/// The message of the error [`RlsSession::finish`] returns when a commit's outcome could not
+/// be learned.
+pub const COMMIT_OUTCOME_UNKNOWN: &str = "the outcome of a commit is unknown";
+
+/// How long a commit whose answer was lost may take to learn its outcome.
+const RESOLVE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Commits a transaction that wrote, and when the connection is lost before the server's
+/// answer (the server crashed, the network dropped), learns what became of it: the
+/// transaction's id is read before `COMMIT`, and `txid_status` on another connection says
+/// whether it committed. Committed: success after all. Aborted: the original error (nothing
+/// happened; retryable). Unknown within [`RESOLVE_FOR`]: [`COMMIT_OUTCOME_UNKNOWN`].
+async fn commit_resolved(db: &DatabaseConnection, tx: DatabaseTransaction) -> Result<(), DbErr> {
+    let xid: Option<i64> = tx
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select txid_current_if_assigned() as xid"))
+        .await?
+        .and_then(|row| row.try_get::<Option<i64>>("", "xid").ok().flatten());
+    let error = match tx.commit().await {
+        Ok(()) => return Ok(()),
+        Err(error) => error,
+    };
+    let Some(xid) = xid.filter(|_| !super::answered(&error)) else { return Err(error) };
+    let deadline = tokio::time::Instant::now() + RESOLVE_FOR;
+    while tokio::time::Instant::now() < deadline {
+        let status = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "select txid_status($1) as status",
+                [xid.into()],
+            ))
+            .await;
+        match status.ok().flatten().and_then(|row| row.try_get::<Option<String>>("", "status").ok().flatten()).as_deref() {
+            Some("committed") => {
+                tracing::warn!(xid, "a commit's answer was lost; it had committed");
+                return Ok(());
+            }
+            Some("aborted") => return Err(error),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    tracing::error!(xid, %error, "a commit's answer was lost and its outcome could not be learned");
+    Err(DbErr::Custom(COMMIT_OUTCOME_UNKNOWN.into()))
+}
+
 /// A future that, if dropped before it is done, is finished in a task of its own.
 ///
 /// `BEGIN` needs this: sqlx queues a `ROLLBACK` for a cancelled `BEGIN` only once the server
@@ -166,11 +210,15 @@ impl RlsSession {
     where
         E: From<SessionError>,
     {
-        self.ensure_begun().await.map_err(E::from)?;
-        let state = self.state.read().await;
-        match &*state {
-            State::Open(tx) => f(tx).await,
-            State::Idle | State::Finished => Err(SessionError::Finished.into()),
+        loop {
+            self.ensure_begun().await.map_err(E::from)?;
+            let state = self.state.read().await;
+            match &*state {
+                State::Open(tx) => return f(tx).await,
+                // Ended by a concurrent `outside` between the two locks: begin again.
+                State::Idle => continue,
+                State::Finished => return Err(SessionError::Finished.into()),
+            }
         }
     }
 
@@ -201,8 +249,8 @@ impl RlsSession {
         Ok(work.await)
     }
 
-    /// Runs `task` after the transaction commits, in a task of its own (a client hanging up
-    /// does not stop it); dropped if the transaction rolls back.
+    /// Runs `task` after the transaction commits, before the response goes out; a client
+    /// hanging up does not stop it. Dropped if the transaction rolls back.
     pub fn after_commit(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.after_commit.lock().unwrap_or_else(|p| p.into_inner()).push(Box::pin(task));
     }
@@ -223,16 +271,27 @@ impl RlsSession {
     /// [`RlsSession::after_commit`] tasks if it committed. Waits for running calls.
     pub async fn finish(&self, commit: bool) -> Result<(), DbErr> {
         let mut state = self.state.write().await;
-        let ended = match std::mem::replace(&mut *state, State::Finished) {
-            State::Open(tx) => end(tx, commit).await,
-            State::Idle | State::Finished => Ok(()),
-        };
         let tasks = std::mem::take(&mut *self.after_commit.lock().unwrap_or_else(|p| p.into_inner()));
-        if commit && ended.is_ok() {
-            for task in tasks {
-                let _ = tokio::spawn(task).await;
+        let open = match std::mem::replace(&mut *state, State::Finished) {
+            State::Open(tx) => Some(tx),
+            State::Idle | State::Finished => None,
+        };
+        // Ending and the tasks after it finish even if the request is dropped meanwhile.
+        let (db, writes) = (self.db.clone(), self.writes());
+        FinishedIfDropped::new(async move {
+            let ended = match open {
+                Some(tx) if commit && writes => commit_resolved(&db, tx).await,
+                Some(tx) if commit => tx.commit().await,
+                Some(tx) => tx.rollback().await,
+                None => Ok(()),
+            };
+            if commit && ended.is_ok() {
+                for task in tasks {
+                    task.await;
+                }
             }
-        }
-        ended
+            ended
+        })
+        .await
     }
 }

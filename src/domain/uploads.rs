@@ -253,10 +253,10 @@ pub const EXPIRY_GRACE: Duration = Duration::from_secs(15 * 60);
 pub const EXPIRY_BATCH: u64 = 200;
 
 /// Marks the pending intents past their expiry (and [`EXPIRY_GRACE`]) `EXPIRED`, at most
-/// [`EXPIRY_BATCH`], and returns where their objects would be. Run as the service role. Rows
+/// [`EXPIRY_BATCH`]: how many, and where their objects would be (a photo's thumbnail too). Run as the service role. Rows
 /// another server is expiring, or a confirmation holds, are skipped (`SKIP LOCKED`), and the
 /// update re-checks `PENDING`: each intent expires once, and never after its confirmation.
-pub async fn expire_due(db: &impl ConnectionTrait) -> Result<Vec<(String, String)>, DomainError> {
+pub async fn expire_due(db: &impl ConnectionTrait) -> Result<(usize, Vec<(String, String)>), DomainError> {
     let grace = EXPIRY_GRACE.as_secs() as i64;
     let rows = db
         .query_all_raw(sea_orm::Statement::from_sql_and_values(
@@ -266,13 +266,21 @@ pub async fn expire_due(db: &impl ConnectionTrait) -> Result<Vec<(String, String
                           where status = 'PENDING' and expires_at < now() - make_interval(secs => $1) \
                           order by expires_at limit $2 for update skip locked) \
                and status = 'PENDING' \
-             returning bucket, object_path",
+             returning bucket, object_path, purpose, created_by, id",
             [grace.into(), (EXPIRY_BATCH as i64).into()],
         ))
         .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get::<String>("", "bucket")?, row.try_get::<String>("", "object_path")?)))
-        .collect()
+    let mut objects = Vec::with_capacity(rows.len());
+    for row in &rows {
+        objects.push((row.try_get::<String>("", "bucket")?, row.try_get::<String>("", "object_path")?));
+        // A photo's confirmation stores the thumbnail before it claims the intent; one that
+        // lost the intent to this sweep leaves it behind.
+        if row.try_get::<String>("", "purpose")? == "PHOTO" {
+            let (owner, id) = (row.try_get::<Uuid>("", "created_by")?, row.try_get::<Uuid>("", "id")?);
+            objects.push((super::photos::THUMBNAIL_BUCKET.to_string(), format!("{owner}/{id}/thumbnail.jpg")));
+        }
+    }
+    Ok((rows.len(), objects))
 }
 
 /// Where an ingested file goes: the ticket's evidence (GBV evidence when it is sensitive).

@@ -38,8 +38,20 @@ pub async fn conclude(session: &RlsSession, response: &mut async_graphql::Respon
     });
     match session.finish(failure.is_none()).await {
         Err(error) => {
-            // The commit failed: whatever the fields said, none of it happened.
-            let error = ApiError::from(&error);
+            // The commit failed, and nothing happened (a lost answer was resolved through
+            // the transaction's id when the server could be asked), unless even that could
+            // not be learned: then the outcome is unknown, which is not offered as retryable
+            // (a retry could do the work twice).
+            let unknown = matches!(&error, sea_orm::DbErr::Custom(m) if m == crate::db::COMMIT_OUTCOME_UNKNOWN);
+            let error = if unknown {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the connection to the database was lost while committing: whether the changes were kept is \
+                     unknown; check before retrying",
+                )
+            } else {
+                ApiError::from(&error)
+            };
             *response = async_graphql::Response::from_errors(vec![coded(error.code.as_str(), error.message)]);
         }
         Ok(()) => {
@@ -169,7 +181,7 @@ pub async fn run_mutation<T>(
                 Ok(value)
             }
             Err(error) => {
-                tx.execute_unprepared("rollback to savepoint mutation").await?;
+                tx.execute_unprepared("rollback to savepoint mutation; release savepoint mutation").await?;
                 Err(error)
             }
         }

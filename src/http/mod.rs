@@ -7,7 +7,7 @@ mod health;
 pub mod playground;
 mod sse;
 mod storage;
-mod ws;
+pub(crate) mod ws;
 
 use std::time::Duration;
 

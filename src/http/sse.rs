@@ -62,7 +62,10 @@ pub async fn graphql_sse(
     if prepared.operation.kind != "subscription" {
         return once(super::graphql::execute(&state, caller, request, prepared, started).await);
     }
-    subscribe(state, caller, request)
+    match super::ws::refuse_service(caller) {
+        Ok(caller) => subscribe(state, caller, request),
+        Err(error) => refused(&state, ApiError::from(error)),
+    }
 }
 
 /// A subscription's stream: its updates as `next` events until it ends, the client goes, the

@@ -36,6 +36,8 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 /// The most operations one connection may have running at once: a dashboard needs a
 /// handful; each costs the server a stream and a place in the realtime fan-out.
 pub const MAX_OPERATIONS_PER_SOCKET: usize = 100;
+/// Refusals waiting to be sent on one socket.
+const REFUSALS_QUEUED: usize = 16;
 
 /// The ids of a connection's running operations, seen in the messages both ways: a client's
 /// `subscribe` (legacy: `start`) adds one, its `complete` (legacy: `stop`) or the server's
@@ -43,33 +45,46 @@ pub const MAX_OPERATIONS_PER_SOCKET: usize = 100;
 #[derive(Default)]
 struct Running(std::sync::Mutex<std::collections::HashSet<String>>);
 
-/// The fields of a protocol message that say what it does to which operation.
+/// The operation a server message is about.
 #[derive(serde::Deserialize)]
 struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
     id: Option<String>,
 }
 
+/// What happens to a client message.
+enum Verdict {
+    /// On to the protocol.
+    Pass,
+    /// Refused: this error message goes back instead.
+    Refuse(String),
+    /// Not a protocol message (a JSON object with a string `type`): dropped. async-graphql
+    /// would also read other shapes (serde accepts an array for a tagged enum), which the
+    /// count of operations would then miss.
+    Drop,
+}
+
 impl Running {
-    /// Whether a client message may go on to the protocol; a new operation over the limit
-    /// may not, and its refusal is returned (a protocol error message for its id).
-    fn admit(&self, message: &[u8], protocol: WebSocketProtocols) -> Result<(), String> {
-        let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_slice::<Envelope>(message) else { return Ok(()) };
+    /// What becomes of a client message; a new operation over the limit is refused.
+    fn admit(&self, message: &[u8], protocol: WebSocketProtocols) -> Verdict {
+        let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(message) else {
+            return Verdict::Drop;
+        };
+        let Some(kind) = object.get("type").and_then(|t| t.as_str()) else { return Verdict::Drop };
+        let Some(id) = object.get("id").and_then(|id| id.as_str()) else { return Verdict::Pass };
         let mut running = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match kind.as_str() {
-            "subscribe" | "start" if !running.contains(&id) => {
+        match kind {
+            "subscribe" | "start" if !running.contains(id) => {
                 if running.len() >= MAX_OPERATIONS_PER_SOCKET {
-                    return Err(too_many(&id, protocol));
+                    return Verdict::Refuse(too_many(id, protocol));
                 }
-                running.insert(id);
+                running.insert(id.to_string());
             }
             "complete" | "stop" => {
-                running.remove(&id);
+                running.remove(id);
             }
             _ => {}
         }
-        Ok(())
+        Verdict::Pass
     }
 
     /// Notes a server message: a `complete` ends its operation. Only messages that start like
@@ -122,8 +137,9 @@ pub async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgra
 async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
     let running = Arc::new(Running::default());
-    // Refusals of operations over the limit, sent by the loop below.
-    let (refusals, mut refused_operations) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Refusals of operations over the limit, sent by the loop below; a client that keeps
+    // sending more without reading loses the surplus refusals, not server memory.
+    let (refusals, mut refused_operations) = tokio::sync::mpsc::channel::<String>(REFUSALS_QUEUED);
     let admitted = running.clone();
     let input = stream
         .take_while(|message| future::ready(message.is_ok()))
@@ -132,11 +148,12 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                     let data = message.into_data();
                     match admitted.admit(&data, protocol) {
-                        Ok(()) => Some(data),
-                        Err(refusal) => {
-                            let _ = refusals.send(refusal);
+                        Verdict::Pass => Some(data),
+                        Verdict::Refuse(refusal) => {
+                            let _ = refusals.try_send(refusal);
                             None
                         }
+                        Verdict::Drop => None,
                     }
                 }
                 _ => None,
@@ -232,9 +249,19 @@ async fn connection_init_caller(auth: &Authenticator, payload: &Value) -> Result
         })
     };
     let value = find(payload).or_else(|| payload.get("headers").and_then(find));
-    match value {
+    let caller = match value {
         None | Some(Value::Null) => auth.authenticate(None).await,
         Some(Value::String(header)) => auth.authenticate(Some(&header)).await,
         Some(_) => Err(AuthError::MalformedHeader),
+    }?;
+    refuse_service(caller)
+}
+
+/// The service role works over plain HTTP only: a long-lived connection would keep its
+/// RLS-bypassing rights past the credential's expiry (the relay's secret has none).
+pub fn refuse_service(caller: Caller) -> Result<Caller, AuthError> {
+    match caller {
+        Caller::Service => Err(AuthError::BadRole("service_role".into())),
+        other => Ok(other),
     }
 }

@@ -336,6 +336,8 @@ async fn limits_on_what_one_client_may_hold() {
         client.subscribe(&id.to_string(), after.clone()).await;
     }
     client.subscribe("one-too-many", after.clone()).await;
+    // The array form serde would also read as a message is dropped, not run uncounted.
+    client.send_raw(json!(["subscribe", "sneaky", { "query": "subscription { ticketUpdates { eventId } }" }])).await;
     let refusal = client.next(Duration::from_secs(10)).await.expect("a refusal");
     assert_eq!(refusal["type"], "error", "{refusal}");
     assert_eq!(refusal["id"], "one-too-many");
@@ -355,7 +357,14 @@ async fn limits_on_what_one_client_may_hold() {
         assert_eq!(message["type"], "next", "{message}");
         got.insert(message["id"].as_str().unwrap().to_string());
     }
-    assert!(got.contains("room-again") && !got.contains("7") && !got.contains("one-too-many"));
+    assert!(got.contains("room-again") && !got.contains("7") && !got.contains("one-too-many") && !got.contains("sneaky"));
+    // The service role does not get a long-lived connection.
+    let now = chrono::Utc::now().timestamp();
+    let service = app.issuer.sign(&json!({ "role": "service_role", "iat": now, "exp": now + 600 })).unwrap();
+    match crate::subscriptions::connect(app.addr, json!({ "Authorization": format!("Bearer {service}") }), "graphql-transport-ws").await {
+        crate::subscriptions::Init::Closed(code, _) => assert_eq!(code, 4403),
+        crate::subscriptions::Init::Acked(_) => panic!("a service-role socket was accepted"),
+    }
 }
 
 #[tokio::test]
@@ -390,6 +399,12 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
         .unwrap();
     // Two servers sweep at once: each intent expires once.
     let (a, b) = (crate::storage::local_store(&app).await, crate::storage::local_store(&app).await);
+    // A confirmation that stored a thumbnail and then lost its intent to the sweep left one.
+    let citizen = ward::demo::person(CITIZEN).unwrap().profile_id;
+    let orphan = ward::storage::ObjectPath::parse(&format!("{citizen}/{never_uploaded}/thumbnail.jpg")).unwrap();
+    ward::storage::ObjectStore::upload(&a, "user-photos-thumbnails", &orphan, "image/jpeg", bytes::Bytes::from_static(b"thumb"))
+        .await
+        .unwrap();
     let (pool_a, pool_b) = (app.db.app_pool().await, app.db.app_pool().await);
     let (first, second) = tokio::join!(
         ward::jobs::expire_uploads_once(&pool_a, &a),
@@ -397,7 +412,8 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
     );
     let (first, second) = (first.unwrap(), second.unwrap());
     assert_eq!(first.0 + second.0, 2, "{first:?} {second:?}");
-    assert_eq!(first.1 + second.1, 1, "one of the two had an object: {first:?} {second:?}");
+    assert_eq!(first.1 + second.1, 2, "the abandoned upload and the orphaned thumbnail: {first:?} {second:?}");
+    assert!(!crate::storage::storage_root(&app).join("user-photos-thumbnails").join(orphan.as_str()).exists());
     let again = ward::jobs::expire_uploads_once(&pool_a, &a).await.unwrap();
     assert_eq!(again, (0, 0));
     let status = async |id: &str| {

@@ -169,6 +169,13 @@ async fn migrate_can_set_up_a_dedicated_request_role_that_serves_under_rls() {
         let refused = ward::db::ensure_request_role(&test_db.owner_url(), bad, &password).await;
         assert!(matches!(refused, Err(ward::db::RequestRoleError::BadName(_))), "{bad:?}");
     }
+    // A role of that name made by someone else is not taken over.
+    let foreign = format!("{name}_x");
+    let owner = test_db.owner().await;
+    owner.execute_unprepared(&format!("create role {foreign} nologin")).await.unwrap();
+    let taken = ward::db::ensure_request_role(&test_db.owner_url(), &foreign, &password).await;
+    assert!(matches!(taken, Err(ward::db::RequestRoleError::NotOurs(_))), "{taken:?}");
+    owner.execute_unprepared(&format!("drop role {foreign}")).await.unwrap();
     let weak = ward::db::ensure_request_role(&test_db.owner_url(), &name, &Secret::new("short")).await;
     assert!(matches!(weak, Err(ward::db::RequestRoleError::WeakPassword)));
     // Created, then updated in place (a second run is how a password is rotated).

@@ -71,6 +71,11 @@ impl Client {
         self.ws.send(Message::text(message.to_string())).await.unwrap();
     }
 
+    /// Sends any JSON as a text frame.
+    pub async fn send_raw(&mut self, message: Value) {
+        self.ws.send(Message::text(message.to_string())).await.unwrap();
+    }
+
     /// Ends one of this connection's operations.
     pub async fn complete(&mut self, id: &str) {
         let message = json!({ "id": id, "type": "complete" });
