@@ -223,7 +223,10 @@ impl App {
         // counted around execution (`graphql::prepare`); websocket operations, whose
         // execution async-graphql's protocol drives, through extensions.
         let http_schema = schema_builder(Some(services.clone()));
+        // One cache of persisted queries and parsed documents for HTTP and websockets.
+        let preparer = crate::graphql::prepare::Preparer::default();
         let ws_schema = schema_builder(Some(services))
+            .data(preparer.clone())
             .extension(crate::graphql::WardExtension)
             .extension(metrics.graphql_extension());
         let (http_schema, ws_schema) = if config.introspection {
@@ -234,7 +237,7 @@ impl App {
         let state = AppState {
             schema: http_schema.finish(),
             ws_schema: ws_schema.finish(),
-            preparer: crate::graphql::prepare::Preparer::default(),
+            preparer,
             db: pool,
             realtime,
             shutdown,

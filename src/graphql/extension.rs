@@ -1,8 +1,8 @@
 //! The websocket schema's hook: queries and mutations sent over a websocket run in an RLS
 //! session of their own, concluded like an HTTP request's; a stable `extensions.code` on the
 //! parse and validation errors; documents over the selection bound refused (over HTTP,
-//! `prepare` and the handler do all this without a schema extension); and a persisted query
-//! refused so that Apollo clients send the text.
+//! `prepare` and the handler do all this without a schema extension); and persisted queries
+//! resolved from the same cache HTTP uses.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 use super::RequestData;
+use super::prepare::{Prepared, Preparer};
 use super::context::conclude;
 use super::prepare::{operation_kind, parse_code, set_code, validation_code, within_bounds};
 use crate::auth::Caller;
@@ -34,14 +35,19 @@ impl Extension for WardExtension {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        // Persisted queries are an HTTP feature here; Apollo clients answer this by sending
-        // the document's text (and stop sending hashes on this link).
-        if request.query.is_empty() && request.extensions.contains_key("persistedQuery") {
-            let mut error = ServerError::new("PersistedQueryNotSupported", None);
-            set_code(&mut error, "PERSISTED_QUERY_NOT_SUPPORTED");
-            return Err(error);
-        }
+        // Persisted queries and parsed documents from the cache HTTP uses: a hash alone runs a
+        // remembered document, or asks Apollo clients for the text (PERSISTED_QUERY_NOT_FOUND).
+        let mut request = request;
+        let prepared = match ctx.data_opt::<Preparer>() {
+            Some(preparer) => Some(preparer.prepare(&mut request).await?),
+            None => None,
+        };
         let request = with_session(ctx, request)?;
+        let request = match prepared {
+            // Remembered once the operation has run without a validation error.
+            Some(prepared) => request.data(ToLearn(std::sync::Mutex::new(Some(prepared)))),
+            None => request,
+        };
         next.run(ctx, request).await
     }
 
@@ -50,6 +56,10 @@ impl Extension for WardExtension {
         if let Some(data) = ctx.data_opt::<RequestData>() {
             conclude(&data.session, &mut response).await;
             super::prepare::code_errors(&mut response);
+        }
+        let learn = ctx.data_opt::<ToLearn>().and_then(|l| l.0.lock().ok().and_then(|mut p| p.take()));
+        if let (Some(prepared), Some(preparer)) = (learn, ctx.data_opt::<Preparer>()) {
+            preparer.learn(prepared, &response).await;
         }
         response
     }
@@ -124,3 +134,6 @@ fn with_session(ctx: &ExtensionContext<'_>, mut request: Request) -> ServerResul
     }
     Ok(request.data(RequestData::new(session)))
 }
+
+/// A websocket operation's newly parsed document, to remember after it has run.
+struct ToLearn(std::sync::Mutex<Option<Prepared>>);

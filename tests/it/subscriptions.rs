@@ -340,10 +340,15 @@ async fn errors_over_the_websocket_carry_codes() {
         (json!({ "query": "subscription { ticketUpdates { " }), "GRAPHQL_PARSE_FAILED"),
         (json!({ "query": deep }), "QUERY_TOO_DEEP"),
         (json!({ "query": "subscription { ticketUpdates { nope } }" }), "GRAPHQL_VALIDATION_FAILED"),
-        // Persisted queries are an HTTP feature: Apollo clients send the text on this code.
+        // An unknown persisted query: Apollo clients send the text on this code.
         (
             json!({ "query": "", "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "0".repeat(64) } } }),
-            "PERSISTED_QUERY_NOT_SUPPORTED",
+            "PERSISTED_QUERY_NOT_FOUND",
+        ),
+        // A hash that is not the text's.
+        (
+            json!({ "query": "{ me { id } }", "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "0".repeat(64) } } }),
+            "BAD_REQUEST",
         ),
     ];
     for (n, (payload, code)) in cases.into_iter().enumerate() {
@@ -368,6 +373,28 @@ async fn errors_over_the_websocket_carry_codes() {
     // The connection is still usable afterwards.
     client.subscribe("live", json!({})).await;
     client.nothing_for(Duration::from_millis(200)).await;
+    // Automatic persisted queries, shared with HTTP: the text with its hash once, then the
+    // hash alone runs it (here over HTTP, then over the socket).
+    use sha2::Digest;
+    let query = "{ me { email } }";
+    let hash = format!("{:x}", sha2::Sha256::digest(query.as_bytes()));
+    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let registered = app
+        .http
+        .post(format!("http://{}/graphql", app.addr))
+        .bearer_auth(app.token("manager@demo.test"))
+        .json(&json!({ "query": query, "extensions": persisted }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(registered["data"]["me"]["email"], "manager@demo.test", "{registered}");
+    client.send_raw(json!({ "id": "apq", "type": "subscribe", "payload": { "query": "", "extensions": persisted } })).await;
+    let answer = client.next(Duration::from_secs(5)).await.expect("an answer");
+    assert_eq!((answer["type"].as_str(), answer["id"].as_str()), (Some("next"), Some("apq")), "{answer}");
+    assert_eq!(answer["payload"]["data"]["me"]["email"], "manager@demo.test", "{answer}");
 }
 
 /// The one result of a query or mutation sent over the socket as `id`: its `next` payload,
