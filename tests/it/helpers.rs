@@ -187,7 +187,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub http: reqwest::Client,
     pub issuer: TokenIssuer,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -222,7 +222,7 @@ pub async fn spawn_app_with(extra: &[(&str, String)]) -> TestApp {
         db,
         http: reqwest::Client::new(),
         issuer: TokenIssuer::new(&Secret::new(JWT_SECRET)),
-        _stop: stop,
+        stop: Some(stop),
     };
     app.wait_until_ready().await;
     app
@@ -237,6 +237,13 @@ impl TestApp {
     /// A valid bearer token for a demo person.
     pub fn token(&self, email: &str) -> String {
         demo_token(&self.issuer, email)
+    }
+
+    /// Begins the server's shutdown, as SIGTERM would.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// POSTs a GraphQL request with an optional raw `Authorization` header value.

@@ -128,3 +128,16 @@ async fn a_subscription_streams_updates_and_ends_when_its_token_expires() {
     assert_eq!(ended["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{ended}");
     updates.completes().await;
 }
+
+#[tokio::test]
+async fn a_subscription_stream_ends_with_a_coded_error_at_shutdown() {
+    let mut app = spawn_app().await;
+    let mut updates = Events::open(&app, bearer(&app, MANAGER), "subscription { ticketUpdates { eventId } }", json!({})).await;
+    // Give the subscription a moment to register, then stop the server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.begin_shutdown();
+    let ended = updates.result().await;
+    assert_eq!(ended["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{ended}");
+    assert!(ended["errors"][0]["message"].as_str().unwrap().contains("shutting down"));
+    updates.completes().await;
+}
