@@ -138,3 +138,29 @@ async fn a_commit_cancelled_on_the_wire_still_ends_the_transaction_exactly_once(
     let warnings = crate::helpers::log_lines(&test_db.name, "there is no transaction in progress");
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[tokio::test]
+async fn reads_racing_with_outside_work_never_find_the_session_ended() {
+    let test_db = TestDb::new().await;
+    let pool = db::connect(&test_db.app_url(), 2).await.unwrap();
+    let session = db::RlsSession::new(pool, caller("manager@demo.test"));
+    // Resolvers of one page: reads and storage calls (which end a clean transaction) at once.
+    let reads = (0..200).map(|n| {
+        let session = session.clone();
+        async move {
+            if n % 3 == 0 {
+                session.outside(tokio::task::yield_now()).await.map(|_| ())
+            } else {
+                session
+                    .run(async |tx| {
+                        tx.execute_unprepared("select 1").await.map_err(db::SessionError::from)?;
+                        Ok::<_, db::SessionError>(())
+                    })
+                    .await
+            }
+        }
+    });
+    let failures: Vec<_> = futures_util::future::join_all(reads).await.into_iter().filter_map(Result::err).collect();
+    assert!(failures.is_empty(), "{} failed, e.g. {:?}", failures.len(), failures.first());
+    session.finish(true).await.unwrap();
+}
