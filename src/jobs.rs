@@ -17,6 +17,25 @@ use crate::storage::{ObjectPath, ObjectStore, StorageError};
 /// Once per `period`, records an `SLA_BREACHED` notice for every open ticket past its due time
 /// (once per ticket: the database makes this safe with several servers sweeping).
 pub async fn sla_sweeper(pool: DatabaseConnection, period: Duration, stop: CancellationToken) {
+    every(period, stop, "SLA sweep", || {
+        let pool = pool.clone();
+        async move {
+            let recorded = sweep_once(&pool).await?;
+            if recorded > 0 {
+                tracing::info!(recorded, "SLA breaches recorded");
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Runs `job` once per `period` until `stop`; a failed run is logged and the next one comes.
+async fn every<F, Fut>(period: Duration, stop: CancellationToken, name: &'static str, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -24,10 +43,8 @@ pub async fn sla_sweeper(pool: DatabaseConnection, period: Duration, stop: Cance
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match sweep_once(&pool).await {
-            Ok(0) => {}
-            Ok(recorded) => tracing::info!(recorded, "SLA breaches recorded"),
-            Err(error) => tracing::warn!(code = error.code.as_str(), message = %error.message, "SLA sweep failed"),
+        if let Err(error) = job().await {
+            tracing::warn!(job = name, code = error.code.as_str(), message = %error.message, "background job failed");
         }
     }
 }
@@ -51,19 +68,17 @@ pub async fn upload_sweeper(
     period: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
+    every(period, stop, "upload sweep", || {
+        let (pool, storage) = (pool.clone(), storage.clone());
+        async move {
+            let (expired, removed) = expire_uploads_once(&pool, storage.as_ref()).await?;
+            if expired > 0 {
+                tracing::info!(expired, removed, "expired upload intents swept");
+            }
+            Ok(())
         }
-        match expire_uploads_once(&pool, storage.as_ref()).await {
-            Ok((0, _)) => {}
-            Ok((expired, removed)) => tracing::info!(expired, removed, "expired upload intents swept"),
-            Err(error) => tracing::warn!(code = error.code.as_str(), message = %error.message, "upload sweep failed"),
-        }
-    }
+    })
+    .await
 }
 
 /// One sweep: how many intents expired, and how many objects were removed.

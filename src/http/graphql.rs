@@ -50,24 +50,15 @@ pub async fn graphql(
         Ok(request) => request,
         Err(rejection) => return rejection_response(rejection, state.config.max_body_bytes),
     };
-    let authorization = match headers.get(AUTHORIZATION).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => return refused(&state, ApiError::from(AuthError::MalformedHeader)),
-    };
-    let caller = match state.auth.authenticate(authorization).await {
+    let caller = match authenticate(&state, &headers).await {
         Ok(caller) => caller,
-        Err(error) => return refused(&state, ApiError::from(error)),
+        Err(error) => return refused(&state, error),
     };
     let mut request = request.into_inner();
     let started = std::time::Instant::now();
-    let prepared = match state.preparer.prepare(&mut request).await {
+    let prepared = match prepare_counted(&state, &mut request, started).await {
         Ok(prepared) => prepared,
-        Err(error) => {
-            let response = async_graphql::Response::from_errors(vec![error]);
-            state.metrics.observe_operation("unknown", &response, Some(started.elapsed()));
-            return GraphQLResponse::from(response).into_response();
-        }
+        Err(response) => return GraphQLResponse::from(response).into_response(),
     };
     let operation = prepared.operation;
     if operation.writes && method == Method::GET {
@@ -85,6 +76,19 @@ pub async fn graphql(
         return (StatusCode::SERVICE_UNAVAILABLE, retry_after, GraphQLResponse::from(response)).into_response();
     }
     GraphQLResponse::from(response).into_response()
+}
+
+/// Prepares a request ([`prepare::Preparer::prepare`]); a failure is the response, counted.
+pub async fn prepare_counted(
+    state: &AppState,
+    request: &mut async_graphql::Request,
+    started: std::time::Instant,
+) -> Result<prepare::Prepared, async_graphql::Response> {
+    state.preparer.prepare(request).await.map_err(|error| {
+        let response = async_graphql::Response::from_errors(vec![error]);
+        state.metrics.observe_operation("unknown", &response, Some(started.elapsed()));
+        response
+    })
 }
 
 /// Runs a prepared query or mutation as `caller` in an RLS session of its own, concludes the
@@ -112,6 +116,17 @@ pub async fn execute(
 /// What `Retry-After` says on a 503: a second is long enough for a pool to drain.
 const RETRY_AFTER_SECONDS: &str = "1";
 
+
+/// The caller a request's `Authorization` header names (anonymous without one); a bad
+/// credential is refused, never downgraded.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let authorization = match headers.get(AUTHORIZATION).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(value)) => Some(value),
+        Some(Err(_)) => return Err(ApiError::from(AuthError::MalformedHeader)),
+    };
+    state.auth.authenticate(authorization).await.map_err(ApiError::from)
+}
 
 /// A request refused before it ran (a bad credential), counted in the metrics.
 fn refused(state: &AppState, error: ApiError) -> Response {

@@ -16,14 +16,13 @@ use async_graphql_axum::GraphQLRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
-use crate::auth::{AuthError, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 
 /// How often a quiet stream gets a heartbeat comment (proxies close idle ones at 30–60 s).
@@ -37,27 +36,18 @@ pub async fn graphql_sse(
     headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
-    let authorization = match headers.get(AUTHORIZATION).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => return refused(&state, ApiError::from(AuthError::MalformedHeader)),
-    };
-    let caller = match state.auth.authenticate(authorization).await {
+    let caller = match super::graphql::authenticate(&state, &headers).await {
         Ok(caller) => caller,
-        Err(error) => return refused(&state, ApiError::from(error)),
+        Err(error) => return refused(&state, error),
     };
     let Ok(request) = request else {
         return once(error_response(ApiError::new(ErrorCode::BadUserInput, "the request is not a GraphQL request")));
     };
     let mut request = request.into_inner();
     let started = std::time::Instant::now();
-    let prepared = match state.preparer.prepare(&mut request).await {
+    let prepared = match super::graphql::prepare_counted(&state, &mut request, started).await {
         Ok(prepared) => prepared,
-        Err(error) => {
-            let response = async_graphql::Response::from_errors(vec![error]);
-            state.metrics.observe_operation("unknown", &response, Some(started.elapsed()));
-            return once(response);
-        }
+        Err(response) => return once(response),
     };
     if prepared.operation.kind != "subscription" {
         return once(super::graphql::execute(&state, caller, request, prepared, started).await);
