@@ -141,3 +141,32 @@ async fn a_subscription_stream_ends_with_a_coded_error_at_shutdown() {
     assert!(ended["errors"][0]["message"].as_str().unwrap().contains("shutting down"));
     updates.completes().await;
 }
+
+#[tokio::test]
+async fn a_manager_demoted_while_streaming_loses_the_stream() {
+    use crate::helpers::people::ADMIN;
+    let app = spawn_app().await;
+    let start = crate::subscriptions::latest_event_id(&app).await;
+    let mut updates = Events::open(
+        &app,
+        bearer(&app, MANAGER),
+        "subscription($after: ID) { ticketUpdates(after: $after) { eventId } }",
+        json!({ "after": start.to_string() }),
+    )
+    .await;
+    crate::subscriptions::set_status(&app, MANAGER, 1, "IN_PROGRESS").await;
+    assert!(updates.result().await["data"]["ticketUpdates"]["eventId"].is_string());
+    let demoted = app
+        .graphql(
+            Some(ADMIN),
+            "mutation($id: ID!) { setProfileRole(profileId: $id, role: CITIZEN) { role } }",
+            json!({ "id": ward::demo::person(MANAGER).unwrap().profile_id.to_string() }),
+        )
+        .await;
+    assert_eq!(demoted["data"]["setProfileRole"]["role"], "CITIZEN", "{demoted}");
+    // The stream ends at once with FORBIDDEN; nothing the old rights allowed comes after.
+    crate::subscriptions::set_status(&app, ADMIN, 1, "RESOLVED").await;
+    let ended = updates.result().await;
+    assert_eq!(ended["errors"][0]["extensions"]["code"], "FORBIDDEN", "{ended}");
+    updates.completes().await;
+}
