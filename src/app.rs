@@ -216,7 +216,7 @@ impl App {
             fetcher: crate::fetch::Fetcher {
                 allow_private: config.ingest_allow_private,
                 timeout: Duration::from_secs(config.ingest_timeout_seconds),
-                max_bytes: crate::domain::uploads::MAX_FILE_BYTES as u64,
+                max_bytes: crate::domain::uploads::MAX_INGEST_BYTES,
             },
         };
         // Two schemas over the same types and services: HTTP requests are prepared, coded and

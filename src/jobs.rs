@@ -72,7 +72,7 @@ pub async fn upload_sweeper(
         let (pool, storage) = (pool.clone(), storage.clone());
         async move {
             let (expired, removed) = expire_uploads_once(&pool, storage.as_ref()).await?;
-            if expired > 0 {
+            if expired > 0 || removed > 0 {
                 tracing::info!(expired, removed, "expired upload intents swept");
             }
             Ok(())
@@ -94,6 +94,11 @@ pub async fn expire_uploads_once(pool: &DatabaseConnection, storage: &dyn Object
             Err(StorageError::NotFound) => {}
             Err(error) => tracing::warn!(%error, bucket, "removing an expired upload failed"),
         }
+    }
+    // Resumable uploads that never finished expire with their intent's token.
+    match storage.sweep_abandoned().await {
+        Ok(abandoned) => removed += abandoned,
+        Err(error) => tracing::warn!(%error, "removing abandoned resumable uploads failed"),
     }
     Ok((expired, removed))
 }

@@ -38,7 +38,7 @@ use sea_orm::DatabaseConnection;
 use crate::app::AppState;
 use crate::config::Secret;
 use crate::realtime::Realtime;
-use crate::storage::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError};
+use crate::storage::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -409,9 +409,10 @@ impl ObjectStore for MeteredStore {
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        rules: &UploadRules,
     ) -> Result<SignedUpload, StorageError> {
         let started = Instant::now();
-        let result = self.inner.create_signed_upload(bucket, path, expires_in).await;
+        let result = self.inner.create_signed_upload(bucket, path, expires_in, rules).await;
         self.record("create_signed_upload", started, &result);
         result
     }
@@ -421,9 +422,10 @@ impl ObjectStore for MeteredStore {
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        transform: Option<&Transform>,
     ) -> Result<String, StorageError> {
         let started = Instant::now();
-        let result = self.inner.create_signed_download(bucket, path, expires_in).await;
+        let result = self.inner.create_signed_download(bucket, path, expires_in, transform).await;
         self.record("create_signed_download", started, &result);
         result
     }
@@ -458,6 +460,13 @@ impl ObjectStore for MeteredStore {
 
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
         self.inner.public_url(bucket, path)
+    }
+
+    async fn sweep_abandoned(&self) -> Result<usize, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.sweep_abandoned().await;
+        self.record("sweep_abandoned", started, &result);
+        result
     }
 
     fn calls_out(&self) -> bool {

@@ -66,6 +66,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0009_contract.sql"),
                 down: include_str!("sql/0009_contract_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261129_000010_upload_limits",
+                up: include_str!("sql/0010_upload_limits.sql"),
+                down: include_str!("sql/0010_upload_limits_down.sql"),
+            }),
         ]
     }
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::DomainError;
 use super::profiles;
 use crate::auth::Caller;
-use crate::storage::{ObjectPath, ObjectStore, SignedUpload, StorageError, sanitize_filename};
+use crate::storage::{ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, sanitize_filename};
 
 /// The private bucket of photos.
 pub const PHOTO_BUCKET: &str = "user-photos";
@@ -190,7 +190,12 @@ pub fn plan(me: &entity::profile::Model, uploads: Vec<NewPhotoUpload>) -> Result
 pub async fn sign(storage: &dyn ObjectStore, planned: &[PlannedUpload]) -> Result<Vec<SignedUpload>, DomainError> {
     let mut signed = Vec::with_capacity(planned.len());
     for p in planned {
-        signed.push(storage.create_signed_upload(PHOTO_BUCKET, &p.path, UPLOAD_TTL).await?);
+        // The URL takes the promised type and size only (where the backend can bind them).
+        let rules = UploadRules {
+            content_type: Some(p.upload.content_type.mime().to_string()),
+            max_bytes: Some(p.upload.size_bytes),
+        };
+        signed.push(storage.create_signed_upload(PHOTO_BUCKET, &p.path, UPLOAD_TTL, &rules).await?);
     }
     Ok(signed)
 }
@@ -448,15 +453,17 @@ pub fn page_size(first: Option<i32>) -> Result<u64, DomainError> {
     }
 }
 
-/// A signed URL to download a photo, valid for `expires_in_seconds`.
+/// A signed URL to download a photo, valid for `expires_in_seconds`; with a `transform`, of
+/// the photo rendered that way.
 pub async fn download_url(
     storage: &dyn ObjectStore,
     photo: &photo::Model,
     expires_in_seconds: i32,
+    transform: Option<&Transform>,
 ) -> Result<String, DomainError> {
     let ttl = crate::storage::ttl_from_seconds(i64::from(expires_in_seconds))?;
     let path = object_path(&photo.object_path)?;
-    Ok(storage.create_signed_download(&photo.bucket, &path, ttl).await?)
+    Ok(storage.create_signed_download(&photo.bucket, &path, ttl, transform).await?)
 }
 
 /// The public URL of a photo's thumbnail.

@@ -14,12 +14,25 @@ use uuid::Uuid;
 
 use super::{DomainError, profiles, tickets};
 use crate::auth::Caller;
-use crate::storage::{ObjectPath, ObjectStore, SignedUpload, sanitize_filename};
+use crate::storage::{ObjectPath, ObjectStore, SignedUpload, Transform, UploadRules, sanitize_filename};
 
 /// How long an upload intent (and its URL) lasts.
 pub const INTENT_TTL: Duration = Duration::from_secs(2 * 3600);
-/// The largest ticket file (the buckets' limit).
-pub const MAX_FILE_BYTES: i64 = 50 * 1024 * 1024;
+/// The largest evidence file: video from a phone (migration 0010's `app.max_upload_bytes`).
+pub const MAX_EVIDENCE_BYTES: i64 = 500 * 1024 * 1024;
+/// The largest document.
+pub const MAX_DOCUMENT_BYTES: i64 = 50 * 1024 * 1024;
+/// The largest file the relay ingests (it is held in memory while it is checked and stored).
+pub const MAX_INGEST_BYTES: u64 = 50 * 1024 * 1024;
+
+/// The largest file of a purpose, as the database's intent guard allows it.
+pub fn max_file_bytes(purpose: UploadPurpose) -> i64 {
+    match purpose {
+        UploadPurpose::Evidence | UploadPurpose::GbvEvidence => MAX_EVIDENCE_BYTES,
+        UploadPurpose::Document => MAX_DOCUMENT_BYTES,
+        UploadPurpose::Photo => super::photos::MAX_PHOTO_BYTES as i64,
+    }
+}
 
 /// The content types a ticket file may have: photos, documents, and the voice notes and videos
 /// that reach the relay from WhatsApp.
@@ -100,8 +113,9 @@ pub async fn plan_intent(db: &impl ConnectionTrait, caller: &Caller, new: NewTic
         ));
     }
     let content_type = ticket_file_type(&new.content_type)?;
-    if !(1..=MAX_FILE_BYTES).contains(&new.size_bytes) {
-        return Err(DomainError::BadInput(format!("sizeBytes must be between 1 and {MAX_FILE_BYTES}")));
+    let max = max_file_bytes(purpose);
+    if !(1..=max).contains(&new.size_bytes) {
+        return Err(DomainError::BadInput(format!("sizeBytes must be between 1 and {max} for this purpose")));
     }
     let filename = sanitize_filename(&new.filename)?;
     let path = ObjectPath::parse(&format!("{}/{}/{}", ticket.municipality_id, Uuid::new_v4(), filename))?;
@@ -124,7 +138,11 @@ pub async fn plan_intent(db: &impl ConnectionTrait, caller: &Caller, new: NewTic
 
 /// The signed upload URL of a planned intent (storage only).
 pub async fn sign_intent(storage: &dyn ObjectStore, planned: &PlannedIntent) -> Result<SignedUpload, DomainError> {
-    Ok(storage.create_signed_upload(planned.bucket, &planned.path, INTENT_TTL).await?)
+    let rules = UploadRules {
+        content_type: planned.model.content_type.clone().take(),
+        max_bytes: planned.model.max_size_bytes.clone().take().and_then(|max| u64::try_from(max).ok()),
+    };
+    Ok(storage.create_signed_upload(planned.bucket, &planned.path, INTENT_TTL, &rules).await?)
 }
 
 /// Records a signed intent; it lasts as long as its URL.
@@ -239,11 +257,20 @@ pub async fn readable_file(db: &impl ConnectionTrait, media_id: Uuid) -> Result<
         .ok_or_else(|| DomainError::Forbidden("you may not read this file".into()))
 }
 
-/// A signed link to a readable file, valid for `expires_in_seconds` (storage only).
-pub async fn sign_file(storage: &dyn ObjectStore, file: &media::Model, expires_in_seconds: i64) -> Result<String, DomainError> {
+/// A signed link to a readable file, valid for `expires_in_seconds` (storage only); with a
+/// `transform`, to the image rendered that way (images only).
+pub async fn sign_file(
+    storage: &dyn ObjectStore,
+    file: &media::Model,
+    expires_in_seconds: i64,
+    transform: Option<&Transform>,
+) -> Result<String, DomainError> {
     let ttl = crate::storage::ttl_from_seconds(expires_in_seconds)?;
     let path = ObjectPath::parse(&file.object_path)?;
-    Ok(storage.create_signed_download(&file.bucket, &path, ttl).await?)
+    if transform.is_some() && !file.content_type.starts_with("image/") {
+        return Err(DomainError::BadInput("only images can be transformed".into()));
+    }
+    Ok(storage.create_signed_download(&file.bucket, &path, ttl, transform).await?)
 }
 
 /// How long past its expiry an intent is left alone: an upload that began just before the

@@ -3,6 +3,7 @@
 
 pub mod context;
 mod extension;
+mod image;
 mod loaders;
 mod mutation;
 mod photo;

@@ -6,6 +6,7 @@ use entity::photo;
 use uuid::Uuid;
 
 use super::context::{run, storage, storage_read};
+use super::image::{ImageResize, ImageTransform};
 use super::ticket::PageInfo;
 use crate::domain::photos::{self, PhotoCursor, PhotoPage};
 use crate::error::ApiError;
@@ -20,16 +21,26 @@ impl Photo {
     }
 
     /// A signed URL to download the photo, valid for `expiresIn` seconds (at most a week).
+    /// With a `width` and/or `height` (1 to 2500), the URL serves the photo resized that way
+    /// (`resize`: cover by default; never enlarged).
     async fn url(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 3600)] expires_in: Option<i32>,
+        width: Option<i32>,
+        height: Option<i32>,
+        resize: Option<ImageResize>,
     ) -> async_graphql::Result<String> {
         let storage = storage(ctx)?;
         let expires_in = expires_in.unwrap_or(3600);
+        let transform = match (width, height) {
+            (None, None) if resize.is_none() => None,
+            _ => Some(ImageTransform { width, height, resize: resize.unwrap_or_default(), ..Default::default() }.to_storage()?),
+        };
         // Signing may call Supabase Storage: no connection is held meanwhile.
         let session = &super::context::request(ctx)?.session;
-        let url = storage_read(session, storage, photos::download_url(storage, &self.0, expires_in)).await?;
+        let signing = photos::download_url(storage, &self.0, expires_in, transform.as_ref());
+        let url = storage_read(session, storage, signing).await?;
         Ok(url.map_err(ApiError::from)?)
     }
 

@@ -7,6 +7,7 @@ use entity::{media, profile, ticket, ticket_event, ward};
 use uuid::Uuid;
 
 use super::context::{Prefetched, Scope, every, parse_id, run, storage, storage_read};
+use super::image::ImageTransform;
 use super::profile::Profile;
 use crate::domain::{municipalities, profiles};
 use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
@@ -265,17 +266,21 @@ impl Media {
 
     /// A link to download the file, valid for `expiresIn` seconds (1 to 604800, 7 days).
     /// Only for those who may read the file: managers upload GBV evidence but get no link.
+    /// With a `transform`, the link serves the image rendered that way (images only).
     async fn signed_url(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 3600)] expires_in: i32,
+        transform: Option<ImageTransform>,
     ) -> async_graphql::Result<String> {
+        let transform = transform.map(|t| t.to_storage()).transpose()?;
         let storage = storage(ctx)?;
         let session = &self.1.data(ctx)?.session;
         let id = self.0.id;
         let file = session.run(async |tx| uploads::readable_file(tx, id).await).await.map_err(ApiError::from)?;
         // Signing may call Supabase Storage: no connection is held meanwhile.
-        let url = storage_read(session, storage, uploads::sign_file(storage, &file, i64::from(expires_in))).await?;
+        let signing = uploads::sign_file(storage, &file, i64::from(expires_in), transform.as_ref());
+        let url = storage_read(session, storage, signing).await?;
         Ok(url.map_err(ApiError::from)?)
     }
 

@@ -44,6 +44,10 @@ pub struct UploadIntent {
     pub upload_url: String,
     /// The upload token alone (what `@supabase/storage-js`'s `uploadToSignedUrl` takes).
     pub token: String,
+    /// Where a TUS client (`tus-js-client`, Uppy) starts a resumable upload of this file instead:
+    /// send the token as the `x-signature` header and `bucketName`, `objectName` (this `path`)
+    /// and `contentType` as metadata. Null when the storage backend has no resumable uploads.
+    pub resumable_url: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub status: UploadStatus,
 }
@@ -58,6 +62,7 @@ impl UploadIntent {
             path: model.object_path,
             upload_url: signed.url,
             token: signed.token,
+            resumable_url: signed.resumable_url,
             expires_at: signed.expires_at,
             status: model.status.into(),
         }

@@ -6,8 +6,10 @@
 mod error;
 pub mod local;
 pub mod supabase;
+pub mod transform;
 
 pub use error::StorageError;
+pub use transform::{Resize, Transform};
 pub use local::LocalStore;
 pub use supabase::SupabaseStore;
 
@@ -39,6 +41,20 @@ pub struct SignedUpload {
     pub token: String,
     /// When the URL stops working.
     pub expires_at: DateTime<Utc>,
+    /// Where a TUS client creates a resumable upload with the same token (sent as the
+    /// `x-signature` header), when the backend offers resumable uploads.
+    pub resumable_url: Option<String>,
+}
+
+/// What one signed upload may carry, beyond its bucket's own rules: an upload intent's
+/// promised content type and size. Backends that can bind them to the URL do (the local
+/// backend checks both while the bytes arrive); every backend's confirmation checks them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadRules {
+    /// The one content type accepted (its essence; parameters may differ).
+    pub content_type: Option<String>,
+    /// The most bytes accepted.
+    pub max_bytes: Option<u64>,
 }
 
 /// What storage knows about a stored object.
@@ -53,20 +69,24 @@ pub struct ObjectInfo {
 /// nothing ever overwrites an existing object.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
-    /// A URL that lets a client upload one object at `path`, once, until `expires_in` passes.
+    /// A URL that lets a client upload one object at `path`, once, until `expires_in` passes,
+    /// within `rules` where the backend can bind them.
     async fn create_signed_upload(
         &self,
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        rules: &UploadRules,
     ) -> Result<SignedUpload, StorageError>;
 
-    /// An absolute URL that lets anyone holding it download the object until `expires_in` passes.
+    /// An absolute URL that lets anyone holding it download the object until `expires_in`
+    /// passes; with a `transform`, the URL serves the image rendered that way.
     async fn create_signed_download(
         &self,
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        transform: Option<&Transform>,
     ) -> Result<String, StorageError>;
 
     /// The object's size, content type and creation time; `None` when it does not exist.
@@ -90,6 +110,12 @@ pub trait ObjectStore: Send + Sync {
 
     /// The URL of an object in a public bucket (it works only when the bucket is public).
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String;
+
+    /// Removes partial uploads abandoned past their expiry (and the uploads' grace): how many.
+    /// Backends whose service expires them itself (Supabase) do nothing.
+    async fn sweep_abandoned(&self) -> Result<usize, StorageError> {
+        Ok(0)
+    }
 
     /// Whether calls go to another service over the network (and may take seconds): then no
     /// database transaction should wait on them, not even a read's.

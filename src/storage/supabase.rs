@@ -18,7 +18,9 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::local::encode_path;
-use super::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, validate_bucket, validate_ttl};
+use super::{
+    ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, validate_bucket, validate_ttl,
+};
 use crate::config::Secret;
 
 /// Time to open a connection.
@@ -166,7 +168,10 @@ impl ObjectStore for SupabaseStore {
         bucket: &str,
         path: &ObjectPath,
         _expires_in: Duration,
+        _rules: &UploadRules,
     ) -> Result<SignedUpload, StorageError> {
+        // Supabase's signed upload URLs bind a bucket and a path only: the bucket's own limits
+        // apply to the upload, and ward's confirmation checks the intent's size and type.
         // Supabase fixes the lifetime of signed upload URLs (two hours); the request body is
         // `{}` as @supabase/storage-js sends it, and the expiry is read back from the token.
         validate_bucket(bucket)?;
@@ -186,7 +191,8 @@ impl ObjectStore for SupabaseStore {
         let expires_at = token_expiry(&token).unwrap_or_else(|| {
             Utc::now() + chrono::Duration::from_std(SUPABASE_UPLOAD_URL_TTL).unwrap_or_default()
         });
-        Ok(SignedUpload { url: absolute, token, expires_at })
+        // Supabase's own TUS endpoint takes the same token as `x-signature`.
+        Ok(SignedUpload { url: absolute, token, expires_at, resumable_url: Some(format!("{}/upload/resumable/sign", self.base)) })
     }
 
     async fn create_signed_download(
@@ -194,12 +200,17 @@ impl ObjectStore for SupabaseStore {
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        transform: Option<&Transform>,
     ) -> Result<String, StorageError> {
         validate_bucket(bucket)?;
         validate_ttl(expires_in)?;
         let what = "signing a download";
         let url = self.url("sign", bucket, path);
-        let body = json!({ "expiresIn": expires_in.as_secs() });
+        // With a transformation Supabase answers with its own `/render/image/sign/...` URL.
+        let body = match transform {
+            Some(t) => json!({ "expiresIn": expires_in.as_secs(), "transform": t.validate()? }),
+            None => json!({ "expiresIn": expires_in.as_secs() }),
+        };
         let answer = self.send_idempotent(what, || self.http.post(&url).json(&body)).await?;
         let body = Self::json(what, answer.response).await?;
         let relative =

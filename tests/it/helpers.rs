@@ -239,6 +239,26 @@ impl TestApp {
         demo_token(&self.issuer, email)
     }
 
+    /// A service-role bearer token (what the relay and Supabase's server side hold).
+    pub fn service_token(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.issuer.sign(&json!({ "role": "service_role", "iat": now, "exp": now + 600 })).expect("sign")
+    }
+
+    /// Stores an object as the service role through the local backend's REST path, as a
+    /// backend that cannot bind an intent's promise (Supabase) would accept it.
+    pub async fn put_as_service(&self, bucket: &str, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::StatusCode {
+        self.http
+            .post(format!("http://{}/storage/v1/object/{bucket}/{path}", self.addr))
+            .bearer_auth(self.service_token())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("send the upload")
+            .status()
+    }
+
     /// Begins the server's shutdown, as SIGTERM would.
     pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {

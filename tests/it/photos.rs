@@ -290,16 +290,23 @@ async fn uploads_that_break_their_promise_are_refused_and_nothing_is_overwritten
     assert_eq!(put(&app, a_url, "image/png", png(10, 10)).await, StatusCode::CONFLICT);
     assert_eq!(get(&app, photo["url"].as_str().unwrap()).await.1, original);
 
-    // Larger than declared.
+    // Larger than declared: the signed URL takes at most the declared size...
     let small = intent(&create(&app, CITIZEN, "small.png", "image/png", 100).await);
-    assert_eq!(put(&app, small["uploadUrl"].as_str().unwrap(), "image/png", png(200, 200)).await, StatusCode::OK);
+    assert_eq!(put(&app, small["uploadUrl"].as_str().unwrap(), "image/png", png(200, 200)).await, StatusCode::PAYLOAD_TOO_LARGE);
+    let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": small["id"] })).await;
+    assert!(message(&response).contains("nothing has been uploaded"), "{response}");
+    // ...and the confirmation checks again what a backend that cannot bind it (Supabase) took.
+    let small_path = small["path"].as_str().unwrap();
+    assert_eq!(app.put_as_service("user-photos", small_path, "image/png", png(200, 200)).await, StatusCode::OK);
     let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": small["id"] })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{response}");
     assert!(message(&response).contains("more than the 100 declared"), "{response}");
 
     // Stored as another type than declared.
     let typed = intent(&create(&app, CITIZEN, "typed.png", "image/png", original.len()).await);
-    assert_eq!(put(&app, typed["uploadUrl"].as_str().unwrap(), "image/jpeg", original.clone()).await, StatusCode::OK);
+    assert_eq!(put(&app, typed["uploadUrl"].as_str().unwrap(), "image/jpeg", original.clone()).await, StatusCode::BAD_REQUEST);
+    let typed_path = typed["path"].as_str().unwrap();
+    assert_eq!(app.put_as_service("user-photos", typed_path, "image/jpeg", original.clone()).await, StatusCode::OK);
     let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": typed["id"] })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{response}");
     assert!(message(&response).contains("is not image/png"), "{response}");

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ward::config::Secret;
 use ward::storage::local::derive_token_key;
-use ward::storage::{LocalStore, ObjectPath, ObjectStore, StorageError, SupabaseStore};
+use ward::storage::{LocalStore, ObjectPath, ObjectStore, StorageError, SupabaseStore, UploadRules};
 
 use crate::helpers::{JWT_SECRET, TestApp, scratch_dir, spawn_app};
 
@@ -118,7 +118,7 @@ async fn a_signed_upload_then_a_signed_download_round_trips_a_raw_body() {
     let app = spawn_app().await;
     let store = local_store(&app).await;
     let p = path("m1/f1/report 2024.pdf");
-    let signed = store.create_signed_upload("evidence", &p, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("evidence", &p, MINUTE, &UploadRules::default()).await.unwrap();
     assert!(signed.url.starts_with(&format!("http://{}/storage/v1/object/upload/sign/evidence/m1/f1/report%202024.pdf?token=", app.addr)));
     assert!(signed.url.ends_with(&signed.token));
     assert!(signed.expires_at > chrono::Utc::now());
@@ -133,7 +133,7 @@ async fn a_signed_upload_then_a_signed_download_round_trips_a_raw_body() {
     assert_eq!(info.content_type, "application/pdf");
     assert!(info.created_at.is_some());
 
-    let url = store.create_signed_download("evidence", &p, MINUTE).await.unwrap();
+    let url = store.create_signed_download("evidence", &p, MINUTE, None).await.unwrap();
     let (status, headers, got) = get_bytes(&app, &url).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/pdf");
@@ -162,7 +162,7 @@ async fn a_multipart_upload_as_storage_js_sends_it_round_trips() {
     let app = spawn_app().await;
     let store = local_store(&app).await;
     let p = path("p1/ph1/face.png");
-    let signed = store.create_signed_upload("user-photos", &p, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("user-photos", &p, MINUTE, &UploadRules::default()).await.unwrap();
     let png = b"\x89PNG\r\n\x1a\n not really a png, but bytes".to_vec();
     let boundary = "----wardtestboundary";
     let (status, body) = put(
@@ -177,7 +177,7 @@ async fn a_multipart_upload_as_storage_js_sends_it_round_trips() {
 
     let info = store.info("user-photos", &p).await.unwrap().unwrap();
     assert_eq!((info.size, info.content_type.as_str()), (png.len() as u64, "image/png"));
-    let url = store.create_signed_download("user-photos", &p, MINUTE).await.unwrap();
+    let url = store.create_signed_download("user-photos", &p, MINUTE, None).await.unwrap();
     let (status, headers, got) = get_bytes(&app, &url).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "image/png");
@@ -192,7 +192,7 @@ async fn range_requests_return_the_requested_bytes() {
     let p = path("m/f/numbers.bin");
     let bytes: Vec<u8> = (0..100u8).collect();
     store.upload("documents", &p, "application/octet-stream", Bytes::from(bytes.clone())).await.unwrap();
-    let url = store.create_signed_download("documents", &p, MINUTE).await.unwrap();
+    let url = store.create_signed_download("documents", &p, MINUTE, None).await.unwrap();
 
     let ranged = |range: &'static str| {
         let request = app.http.get(&url).header("range", range);
@@ -261,9 +261,9 @@ async fn expired_tokens_are_refused() {
     let store = local_store(&app).await;
     let stored = path("m/f/old.txt");
     store.upload("documents", &stored, "text/plain", Bytes::from_static(b"old")).await.unwrap();
-    let download = store.create_signed_download("documents", &stored, Duration::from_secs(1)).await.unwrap();
+    let download = store.create_signed_download("documents", &stored, Duration::from_secs(1), None).await.unwrap();
     let p = path("m/f/late.txt");
-    let upload = store.create_signed_upload("documents", &p, Duration::from_secs(1)).await.unwrap();
+    let upload = store.create_signed_upload("documents", &p, Duration::from_secs(1), &UploadRules::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let (status, body) = put(&app, &upload.url, "text/plain", "too late").await;
@@ -274,7 +274,7 @@ async fn expired_tokens_are_refused() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(!got.starts_with(b"old"));
     assert!(matches!(
-        store.create_signed_upload("documents", &p, Duration::ZERO).await,
+        store.create_signed_upload("documents", &p, Duration::ZERO, &UploadRules::default()).await,
         Err(StorageError::InvalidInput(_))
     ));
 }
@@ -284,7 +284,7 @@ async fn tokens_for_another_path_bucket_or_scope_are_refused() {
     let app = spawn_app().await;
     let store = local_store(&app).await;
     let a = path("m/f/a.txt");
-    let signed = store.create_signed_upload("documents", &a, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("documents", &a, MINUTE, &UploadRules::default()).await.unwrap();
     let token = &signed.token;
     let b = base(&app);
     for url in [
@@ -299,12 +299,12 @@ async fn tokens_for_another_path_bucket_or_scope_are_refused() {
     // An upload token does not download, a download token does not upload.
     store.upload("documents", &path("m/f/c.txt"), "text/plain", Bytes::from_static(b"c")).await.unwrap();
     let c_upload_token = store
-        .sign_token(ward::storage::local::TokenScope::Upload, "documents", &path("m/f/c.txt"), MINUTE)
+        .sign_token(ward::storage::local::TokenScope::Upload, "documents", &path("m/f/c.txt"), MINUTE, &Default::default())
         .unwrap()
         .0;
     let (status, _, _) = get_bytes(&app, &format!("{b}/object/sign/documents/m/f/c.txt?token={c_upload_token}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let download = store.create_signed_download("documents", &path("m/f/c.txt"), MINUTE).await.unwrap();
+    let download = store.create_signed_download("documents", &path("m/f/c.txt"), MINUTE, None).await.unwrap();
     let download_token = download.split("token=").nth(1).unwrap();
     let (status, body) =
         put(&app, &format!("{b}/object/upload/sign/documents/m/f/a.txt?token={download_token}"), "text/plain", "x").await;
@@ -323,7 +323,7 @@ async fn an_upload_token_cannot_be_reused_to_overwrite() {
     let app = spawn_app().await;
     let store = local_store(&app).await;
     let p = path("m/f/once.txt");
-    let signed = store.create_signed_upload("documents", &p, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("documents", &p, MINUTE, &UploadRules::default()).await.unwrap();
     let (status, _) = put(&app, &signed.url, "text/plain", "original").await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = put(&app, &signed.url, "text/plain", "replacement").await;
@@ -343,7 +343,7 @@ async fn an_upload_token_cannot_be_reused_to_overwrite() {
         store.upload("documents", &p, "text/plain", Bytes::from_static(b"server")).await,
         Err(StorageError::AlreadyExists)
     ));
-    assert!(matches!(store.create_signed_upload("documents", &p, MINUTE).await, Err(StorageError::AlreadyExists)));
+    assert!(matches!(store.create_signed_upload("documents", &p, MINUTE, &UploadRules::default()).await, Err(StorageError::AlreadyExists)));
     let response = app
         .http
         .post(format!("{}/object/documents/m/f/once.txt", base(&app)))
@@ -380,7 +380,7 @@ async fn oversize_bodies_are_refused_and_leave_nothing_behind() {
     let p = path("p/t/big.png");
 
     // Declared too large (Content-Length).
-    let signed = store.create_signed_upload("user-photos-thumbnails", &p, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("user-photos-thumbnails", &p, MINUTE, &UploadRules::default()).await.unwrap();
     let status = oversize_status(app.http.put(&signed.url).header("content-type", "image/png").body(vec![7u8; limit + 1])).await;
     assert!(matches!(status, None | Some(StatusCode::PAYLOAD_TOO_LARGE)), "{status:?}");
 
@@ -413,7 +413,7 @@ async fn oversize_bodies_are_refused_and_leave_nothing_behind() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // A bucket's allowed content types hold too.
     let q = path("p/t/notes.txt");
-    let signed = store.create_signed_upload("user-photos-thumbnails", &q, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("user-photos-thumbnails", &q, MINUTE, &UploadRules::default()).await.unwrap();
     let (status, body) = put(&app, &signed.url, "text/plain", "hello").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
@@ -451,7 +451,7 @@ async fn info_and_delete() {
     let store = local_store(&app).await;
     let p = path("m/f/gone.txt");
     store.upload("evidence", &p, "text/plain", Bytes::from_static(b"bye")).await.unwrap();
-    let download = store.create_signed_download("evidence", &p, MINUTE).await.unwrap();
+    let download = store.create_signed_download("evidence", &p, MINUTE, None).await.unwrap();
 
     let info_url = format!("{}/object/info/evidence/m/f/gone.txt", base(&app));
     let response = app.http.get(&info_url).bearer_auth(service_key(&app)).send().await.unwrap();
@@ -498,7 +498,7 @@ async fn info_and_delete() {
     assert_eq!(deleted.as_array().unwrap().len(), 1);
     assert_eq!(deleted[0]["name"], "m/x/1.txt");
     // A missing bucket is "not found", never an error with internals.
-    assert!(matches!(store.create_signed_upload("nope", &p, MINUTE).await, Err(StorageError::NotFound)));
+    assert!(matches!(store.create_signed_upload("nope", &p, MINUTE, &UploadRules::default()).await, Err(StorageError::NotFound)));
 }
 
 #[tokio::test]
@@ -534,7 +534,7 @@ async fn the_supabase_backend_works_against_wards_own_rest_paths() {
     let p = path("m1/file-1/scan (1).pdf");
     assert_eq!(store.info("evidence", &p).await.unwrap(), None);
 
-    let signed = store.create_signed_upload("evidence", &p, MINUTE).await.unwrap();
+    let signed = store.create_signed_upload("evidence", &p, MINUTE, &UploadRules::default()).await.unwrap();
     assert!(signed.url.starts_with(&format!("{}/object/upload/sign/evidence/m1/file-1/scan%20(1).pdf?token=", base(&app))));
     assert!(signed.expires_at > chrono::Utc::now() + chrono::Duration::minutes(100), "Supabase's two hours");
     let bytes = Bytes::from_static(b"%PDF-1.7 scanned evidence");
@@ -546,7 +546,7 @@ async fn the_supabase_backend_works_against_wards_own_rest_paths() {
     assert!(info.created_at.is_some());
     assert_eq!(store.download("evidence", &p, 1024).await.unwrap(), bytes);
     assert!(matches!(store.download("evidence", &p, 4).await, Err(StorageError::TooLarge { .. })));
-    let url = store.create_signed_download("evidence", &p, MINUTE).await.unwrap();
+    let url = store.create_signed_download("evidence", &p, MINUTE, None).await.unwrap();
     let (status, _, got) = get_bytes(&app, &url).await;
     assert_eq!((status, got), (StatusCode::OK, bytes.clone()));
 
@@ -568,7 +568,7 @@ async fn the_supabase_backend_works_against_wards_own_rest_paths() {
     assert_eq!(store.info("evidence", &p).await.unwrap(), None);
     assert!(matches!(store.delete("evidence", &p).await, Err(StorageError::NotFound)));
     assert!(matches!(store.download("evidence", &p, 1024).await, Err(StorageError::NotFound)));
-    assert!(matches!(store.create_signed_download("evidence", &p, MINUTE).await, Err(StorageError::NotFound)));
+    assert!(matches!(store.create_signed_download("evidence", &p, MINUTE, None).await, Err(StorageError::NotFound)));
 
     // A wrong service key is ward's misconfiguration, not the client's fault: INTERNAL.
     let wrong = SupabaseStore::new(&format!("http://{}", app.addr), Secret::new(app.token("admin@demo.test"))).unwrap();

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use ward::demo::TICKETS;
 
@@ -106,7 +107,9 @@ async fn bad_uploads_are_refused_and_lose_nothing() {
     let bad = [
         intent_input(1, "EVIDENCE", "x.exe", "application/x-msdownload", 5),
         intent_input(1, "EVIDENCE", "x.jpg", "image/jpeg", 0),
-        intent_input(1, "EVIDENCE", "x.jpg", "image/jpeg", 60 * 1024 * 1024),
+        // Evidence (video from a phone) up to 500 MiB, documents up to 50 MiB.
+        intent_input(1, "EVIDENCE", "x.mp4", "video/mp4", 500 * 1024 * 1024 + 1),
+        intent_input(1, "DOCUMENT", "x.pdf", "application/pdf", 50 * 1024 * 1024 + 1),
         intent_input(1, "EVIDENCE", "", "image/jpeg", 5),
         intent_input(1, "EVIDENCE", "\u{0}\u{1}", "image/jpeg", 5),
     ];
@@ -127,7 +130,11 @@ async fn bad_uploads_are_refused_and_lose_nothing() {
     // Someone else's intent does not exist for them.
     let theirs = app.graphql(Some(MANAGER), CONFIRM, json!({ "id": intent["id"] })).await;
     assert_eq!(error_code(&theirs), Some("NOT_FOUND"), "{theirs}");
-    assert!(put(&app, intent["uploadUrl"].as_str().unwrap(), "application/pdf", vec![1; 50]).await.is_success());
+    // The signed URL takes the declared type only; what a backend that cannot bind it
+    // (Supabase) would take is checked again at confirmation.
+    assert_eq!(put(&app, intent["uploadUrl"].as_str().unwrap(), "application/pdf", vec![1; 50]).await, StatusCode::BAD_REQUEST);
+    let path = intent["path"].as_str().unwrap();
+    assert_eq!(app.put_as_service("evidence", path, "application/pdf", vec![1; 50]).await, StatusCode::OK);
     let mismatch = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": intent["id"] })).await;
     assert_eq!(error_code(&mismatch), Some("BAD_USER_INPUT"), "{mismatch}");
     // The upload URL cannot overwrite what is there.
@@ -269,4 +276,59 @@ async fn ingest_refuses_internal_addresses_outside_tests() {
     }
     let response = app.graphql_with_header(Some(&service), INGEST, json!({ "id": t(1), "url": "ftp://example.com/x" })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"));
+}
+
+/// Each kind of file has its own limit (evidence video 500 MiB, documents 50 MiB), in GraphQL
+/// and in the database's intent guard for direct SQL as `authenticated`.
+#[tokio::test]
+async fn size_limits_follow_the_purpose() {
+    let app = spawn_app().await;
+    let big_video = intent_input(1, "EVIDENCE", "clip.mp4", "video/mp4", 400 * 1024 * 1024);
+    for who in [CITIZEN, MANAGER] {
+        let ok = app.graphql(Some(who), INTENT, big_video.clone()).await;
+        assert_eq!(ok["data"]["createUploadIntent"]["bucket"], "evidence", "{who}: {ok}");
+    }
+    let big_document = intent_input(1, "DOCUMENT", "scan.pdf", "application/pdf", 60 * 1024 * 1024);
+    for who in [CITIZEN, MANAGER] {
+        let refused = app.graphql(Some(who), INTENT, big_document.clone()).await;
+        assert_eq!(error_code(&refused), Some("BAD_USER_INPUT"), "{who}: {refused}");
+    }
+
+    // The same promises made in SQL as the citizen.
+    let pool = app.db.app_pool().await;
+    let me = ward::demo::person(CITIZEN).expect("the demo citizen").profile_id;
+    let ticket = TICKETS.iter().find(|t| t.reporter == CITIZEN && !t.is_sensitive).expect("a citizen's ticket");
+    let insert = |purpose: &str, bucket: &str, size: i64| {
+        format!(
+            "insert into public.upload_intents (municipality_id, created_by, purpose, ticket_id, bucket, object_path,
+               filename, content_type, max_size_bytes, expires_at)
+             values ('{m}', '{me}', '{purpose}', '{t}', '{bucket}', '{m}/{f}/f.bin', 'f.bin', 'video/mp4', {size},
+               now() + interval '1 hour')",
+            m = ticket.municipality,
+            t = ticket.id,
+            f = uuid::Uuid::new_v4(),
+        )
+    };
+    let citizen = crate::helpers::caller(CITIZEN);
+    let as_citizen = |sql: String| {
+        let pool = pool.clone();
+        let citizen = citizen.clone();
+        async move { crate::helpers::exec_as(&pool, &citizen, &sql, vec![]).await }
+    };
+    assert_eq!(as_citizen(insert("EVIDENCE", "evidence", 500 * 1024 * 1024)).await.expect("500 MiB of evidence"), 1);
+    assert!(as_citizen(insert("EVIDENCE", "evidence", 500 * 1024 * 1024 + 1)).await.is_err());
+    assert_eq!(as_citizen(insert("DOCUMENT", "documents", 50 * 1024 * 1024)).await.expect("50 MiB of documents"), 1);
+    assert!(as_citizen(insert("DOCUMENT", "documents", 50 * 1024 * 1024 + 1)).await.is_err());
+    let owner = app.db.owner().await;
+    let limit = owner
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "select file_size_limit from storage.buckets where id = 'gbv-evidence'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "file_size_limit")
+        .unwrap();
+    assert_eq!(limit, 500 * 1024 * 1024);
 }

@@ -11,6 +11,7 @@ drop trigger if exists guard_media_insert on public.media;
 drop function if exists app.guard_media_insert();
 drop trigger if exists guard_upload_intent on public.upload_intents;
 drop function if exists app.guard_upload_intent();
+drop function if exists app.max_upload_bytes(text);
 drop trigger if exists guard_ticket_event_insert on public.ticket_events;
 drop function if exists app.guard_ticket_event_insert();
 alter policy tickets_update_saps on public.tickets

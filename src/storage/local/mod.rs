@@ -10,6 +10,12 @@
 //! (`upload` or `download`) until its expiry; upload tokens carry a nonce, and since an upload
 //! never replaces an object, the first use of an upload token is also its last.
 //!
+//! An upload token may also bind an intent's content type and size ([`UploadRules`]), checked
+//! while the bytes arrive; a download token may bind an image transformation, and then serves
+//! only that rendering (`/render/image/sign/...`), never the original. Rendered variants are
+//! kept under `.render/{object id}/` and removed with their object. Resumable (TUS) uploads
+//! live in [`resumable`].
+//!
 //! Writes stream to a temporary file (size-capped by the bucket's `file_size_limit`), are
 //! synced, and then published with `link(2)`, which fails rather than replace an existing
 //! file; the row is inserted in the same transaction, so a unique violation or an existing
@@ -28,23 +34,35 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use super::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, validate_bucket, validate_ttl};
+use super::{
+    ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, validate_bucket, validate_ttl,
+};
 use crate::auth::Caller;
 use crate::config::Secret;
 use crate::db::{DbFailure, classify};
 
-/// The size limit of a bucket without `file_size_limit`, and the ceiling of every bucket's.
+/// The size limit of a bucket without `file_size_limit`.
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 50 * 1024 * 1024;
+/// The ceiling of every bucket's limit (evidence video takes 500 MiB).
+pub const MAX_OBJECT_BYTES: u64 = 1024 * 1024 * 1024;
 /// Issuer of local storage tokens (they are checked for it).
 const TOKEN_ISSUER: &str = "ward-storage";
 /// Folder (inside the storage root) for uploads in progress. Bucket names cannot start with a dot.
 const TMP_DIR: &str = ".tmp";
 /// Buffer between a request body and the temporary file.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Folder (inside the storage root) of rendered image variants, one folder per object id.
+const RENDER_DIR: &str = ".render";
+/// Renders running at once (each takes a core for a moment); more wait their turn.
+const RENDER_PERMITS: usize = 2;
+/// The largest source image the local backend renders.
+const MAX_RENDER_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
+
+pub mod resumable;
 
 /// Derives the local storage token key from the JWT secret (see the module docs).
 pub fn derive_token_key(jwt_secret: &Secret) -> Secret {
@@ -55,7 +73,7 @@ pub fn derive_token_key(jwt_secret: &Secret) -> Secret {
     };
     mac.update(b"ward local storage token key v1");
     let digest = mac.finalize().into_bytes();
-    Secret::new(digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    Secret::new(hex(&digest))
 }
 
 /// What a local storage token allows.
@@ -80,13 +98,39 @@ struct TokenClaims {
     exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nonce: Option<String>,
+    /// Upload tokens: the one content type accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ct: Option<String>,
+    /// Upload tokens: the most bytes accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<u64>,
+    /// Download tokens: the transformation this link renders (and nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tr: Option<Transform>,
+}
+
+/// What a token grants beyond its scope, bucket and path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Upload tokens: the intent's content type and size.
+    pub rules: UploadRules,
+    /// Download tokens: the one rendering the link serves.
+    pub transform: Option<Transform>,
+}
+
+/// A token that verified: when it was signed, and what it grants.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub signed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub grant: Grant,
 }
 
 /// A bucket's settings from `storage.buckets`.
 #[derive(Debug, Clone)]
 pub struct Bucket {
     pub public: bool,
-    /// The largest object, in bytes (the bucket's limit, capped by [`DEFAULT_MAX_OBJECT_BYTES`]).
+    /// The largest object, in bytes (the bucket's limit, capped by [`MAX_OBJECT_BYTES`]).
     pub max_bytes: u64,
     /// The content types allowed (`image/*` wildcards included); `None` allows any.
     pub allowed_mime_types: Option<Vec<String>>,
@@ -118,6 +162,9 @@ pub struct LocalStore {
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_url: String,
+    renders: tokio::sync::Semaphore,
+    /// Resumable uploads a PATCH is writing to now (one writer each).
+    writing: resumable::Writers,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -164,6 +211,8 @@ impl LocalStore {
             encoding: EncodingKey::from_secret(token_key.expose().as_bytes()),
             decoding: DecodingKey::from_secret(token_key.expose().as_bytes()),
             public_url: public_url.trim_end_matches('/').to_string(),
+            renders: tokio::sync::Semaphore::new(RENDER_PERMITS),
+            writing: resumable::Writers::default(),
         })
     }
 
@@ -180,13 +229,14 @@ impl LocalStore {
         file
     }
 
-    /// Signs a token for `scope` on one object.
+    /// Signs a token for `scope` on one object, granting `grant` besides.
     pub fn sign_token(
         &self,
         scope: TokenScope,
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        grant: &Grant,
     ) -> Result<(String, DateTime<Utc>), StorageError> {
         validate_bucket(bucket)?;
         validate_ttl(expires_in)?;
@@ -203,6 +253,9 @@ impl LocalStore {
             iat_ms: Some(now.timestamp_millis()),
             exp: expires_at.timestamp(),
             nonce: (scope == TokenScope::Upload).then(|| Uuid::new_v4().simple().to_string()),
+            ct: grant.rules.content_type.clone(),
+            max: grant.rules.max_bytes,
+            tr: grant.transform,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| StorageError::other("signing a storage token", e))?;
@@ -216,7 +269,7 @@ impl LocalStore {
         scope: TokenScope,
         bucket: &str,
         path: &ObjectPath,
-    ) -> Result<DateTime<Utc>, StorageError> {
+    ) -> Result<Verified, StorageError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_aud = false;
@@ -240,13 +293,23 @@ impl LocalStore {
         if scope == TokenScope::Upload && claims.nonce.is_none() {
             return Err(StorageError::InvalidToken("the token does not verify".into()));
         }
-        // When it was signed (a token without milliseconds counts as signed long ago).
-        Ok(claims.iat_ms.and_then(DateTime::from_timestamp_millis).unwrap_or(DateTime::<Utc>::MIN_UTC))
+        Ok(Verified {
+            // When it was signed (a token without milliseconds counts as signed long ago).
+            signed_at: claims.iat_ms.and_then(DateTime::from_timestamp_millis).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            grant: Grant { rules: UploadRules { content_type: claims.ct, max_bytes: claims.max }, transform: claims.tr },
+        })
     }
 
-    /// The absolute URL of a local REST path (`kind` is e.g. `upload/sign`, `sign`, `public`).
+    /// The absolute URL of a local REST path (`kind` is e.g. `object/upload/sign`,
+    /// `object/sign`, `object/public`, `render/image/sign`).
     fn url(&self, kind: &str, bucket: &str, path: &ObjectPath) -> String {
-        format!("{}/storage/v1/object/{kind}/{bucket}/{}", self.public_url, encode_path(path.as_str()))
+        format!("{}/storage/v1/{kind}/{bucket}/{}", self.public_url, encode_path(path.as_str()))
+    }
+
+    /// Where TUS clients create resumable uploads with a signed upload token.
+    pub fn resumable_endpoint(&self) -> String {
+        format!("{}/storage/v1/upload/resumable/sign", self.public_url)
     }
 
     async fn service_tx(&self, read_only: bool) -> Result<DatabaseTransaction, StorageError> {
@@ -278,7 +341,7 @@ impl LocalStore {
         let max_bytes = limit
             .and_then(|l| u64::try_from(l).ok())
             .filter(|l| *l > 0)
-            .map_or(DEFAULT_MAX_OBJECT_BYTES, |l| l.min(DEFAULT_MAX_OBJECT_BYTES));
+            .map_or(DEFAULT_MAX_OBJECT_BYTES, |l| l.min(MAX_OBJECT_BYTES));
         Ok(Bucket { public, max_bytes, allowed_mime_types })
     }
 
@@ -327,9 +390,38 @@ impl LocalStore {
         Ok((object, file, len))
     }
 
+    /// What a new object at `path` may be: its content type checked against the bucket and
+    /// `rules` (returned trimmed), and its largest size. Refuses a path already taken.
+    pub async fn admit(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        content_type: &str,
+        rules: &UploadRules,
+    ) -> Result<(String, u64), StorageError> {
+        let settings = self.bucket(bucket).await?;
+        let content_type = check_content_type(content_type, &settings)?;
+        if let Some(promised) = &rules.content_type {
+            if essence(&content_type) != essence(promised) {
+                return Err(StorageError::InvalidInput(format!(
+                    "this upload is for {}, not {}",
+                    essence(promised),
+                    essence(&content_type)
+                )));
+            }
+        }
+        let limit = rules.max_bytes.map_or(settings.max_bytes, |max| max.min(settings.max_bytes));
+        if self.object(bucket, path).await?.is_some() {
+            return Err(StorageError::AlreadyExists);
+        }
+        Ok((content_type, limit))
+    }
+
     /// Stores a new object from a stream of chunks: checks the bucket's content types and
-    /// size limit (the declared length first, then the bytes as they arrive), writes a
-    /// temporary file and publishes it without ever replacing an existing object.
+    /// size limit and the token's `rules` (the declared length first, then the bytes as they
+    /// arrive), writes a temporary file and publishes it without ever replacing an existing
+    /// object.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_stream<S, E>(
         &self,
         bucket: &str,
@@ -337,20 +429,16 @@ impl LocalStore {
         content_type: &str,
         cache_control: Option<&str>,
         declared_len: Option<u64>,
+        rules: &UploadRules,
         body: S,
     ) -> Result<StoredObject, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let settings = self.bucket(bucket).await?;
-        let content_type = check_content_type(content_type, &settings)?;
-        let limit = settings.max_bytes;
+        let (content_type, limit) = self.admit(bucket, path, content_type, rules).await?;
         if declared_len.is_some_and(|len| len > limit) {
             return Err(StorageError::TooLarge { limit: Some(limit) });
-        }
-        if self.object(bucket, path).await?.is_some() {
-            return Err(StorageError::AlreadyExists);
         }
 
         let tmp_path = self.root.join(TMP_DIR).join(Uuid::new_v4().simple().to_string());
@@ -375,7 +463,21 @@ impl LocalStore {
         out.flush().await.map_err(write)?;
         out.get_ref().sync_all().await.map_err(write)?;
         drop(out);
+        self.commit(bucket, path, &tmp_path, &content_type, cache_control, size).await
+    }
 
+    /// Publishes a finished, synced file at `tmp_path` as the object at `path`: inserts its
+    /// row and links the file in one transaction; never replaces an existing object. The
+    /// caller removes `tmp_path` afterwards.
+    pub(crate) async fn commit(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        tmp_path: &Path,
+        content_type: &str,
+        cache_control: Option<&str>,
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
         let now = Utc::now();
         let metadata = json!({
             "mimetype": content_type,
@@ -406,7 +508,7 @@ impl LocalStore {
         let updated_at: DateTime<Utc> = row.try_get("", "updated_at").map_err(read)?;
 
         let final_path = self.file_path(bucket, path);
-        publish(&tmp_path, &final_path).await?;
+        publish(tmp_path, &final_path).await?;
         if let Err(e) = crate::db::end(tx, true).await {
             // The row is gone with the transaction; so goes the file this call created.
             let _ = tokio::fs::remove_file(&final_path).await;
@@ -418,11 +520,62 @@ impl LocalStore {
             bucket: bucket.into(),
             name: path.as_str().into(),
             size,
-            content_type,
+            content_type: content_type.to_string(),
             cache_control: cache_control.map(String::from),
             created_at: Some(created_at),
             updated_at: Some(updated_at),
         })
+    }
+
+    /// A signed download URL, of the object or (with `transform`) of one rendering of it.
+    pub fn sign_download_url(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        expires_in: Duration,
+        transform: Option<Transform>,
+    ) -> Result<String, StorageError> {
+        let transform = transform.map(Transform::validate).transpose()?;
+        let grant = Grant { transform, ..Grant::default() };
+        let (token, _) = self.sign_token(TokenScope::Download, bucket, path, expires_in, &grant)?;
+        let kind = if transform.is_some() { "render/image/sign" } else { "object/sign" };
+        Ok(format!("{}?token={token}", self.url(kind, bucket, path)))
+    }
+
+    /// An object rendered by `transform`: the bytes, their content type and the object's row.
+    /// Each variant is rendered once (at most [`RENDER_PERMITS`] at a time, off the async
+    /// executor) and then read from `.render/{object id}/`.
+    pub async fn render(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        transform: &Transform,
+    ) -> Result<(Bytes, &'static str, StoredObject), StorageError> {
+        let object = self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
+        let output_type = transform.output_type(&object.content_type)?;
+        let dir = self.root.join(RENDER_DIR).join(object.id.simple().to_string());
+        let key = hex(&Sha256::digest(transform.query().as_bytes()));
+        let cached = dir.join(&key);
+        if let Ok(bytes) = tokio::fs::read(&cached).await {
+            return Ok((Bytes::from(bytes), output_type, object));
+        }
+        let source = self.download(bucket, path, MAX_RENDER_SOURCE_BYTES).await?;
+        let _permit = self.renders.acquire().await.map_err(|e| StorageError::other("waiting to render", e))?;
+        let (transform, content_type) = (*transform, object.content_type.clone());
+        let (bytes, _) = tokio::task::spawn_blocking(move || transform.render(&source, &content_type))
+            .await
+            .map_err(|e| StorageError::other("rendering an image", e))??;
+        // Kept for the next request: written aside and renamed, so a reader never sees half.
+        let write = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            let tmp = dir.join(format!("{key}.{}", Uuid::new_v4().simple()));
+            tokio::fs::write(&tmp, &bytes).await?;
+            tokio::fs::rename(&tmp, &cached).await
+        };
+        if let Err(e) = write.await {
+            tracing::warn!(error = %e, "keeping a rendered image failed");
+        }
+        Ok((Bytes::from(bytes), output_type, object))
     }
 
     /// Removes an object's row and file.
@@ -454,6 +607,7 @@ impl LocalStore {
             Err(e) => return Err(StorageError::other("deleting an object's file", e)),
         }
         crate::db::end(tx, true).await.map_err(|e| StorageError::db("committing a deletion", e))?;
+        let _ = tokio::fs::remove_dir_all(self.root.join(RENDER_DIR).join(object.id.simple().to_string())).await;
         // Empty folders left behind are removed, best effort (a concurrent upload into one
         // recreates it: see `publish`).
         let bucket_dir = self.root.join(bucket);
@@ -467,6 +621,10 @@ impl LocalStore {
         tracing::info!(bucket, object_id = %object.id, "object deleted");
         Ok(object)
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Links the finished temporary file at its final place; never replaces anything there.
@@ -522,6 +680,11 @@ async fn find_object(
     }))
 }
 
+/// A content type without its parameters, in lower case.
+fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 /// Checks a content type's shape and the bucket's allowed types; returns it trimmed.
 fn check_content_type(content_type: &str, bucket: &Bucket) -> Result<String, StorageError> {
     let content_type = content_type.trim();
@@ -559,13 +722,20 @@ impl ObjectStore for LocalStore {
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        rules: &UploadRules,
     ) -> Result<SignedUpload, StorageError> {
         self.bucket(bucket).await?;
         if self.object(bucket, path).await?.is_some() {
             return Err(StorageError::AlreadyExists);
         }
-        let (token, expires_at) = self.sign_token(TokenScope::Upload, bucket, path, expires_in)?;
-        Ok(SignedUpload { url: format!("{}?token={token}", self.url("upload/sign", bucket, path)), token, expires_at })
+        let grant = Grant { rules: rules.clone(), transform: None };
+        let (token, expires_at) = self.sign_token(TokenScope::Upload, bucket, path, expires_in, &grant)?;
+        Ok(SignedUpload {
+            url: format!("{}?token={token}", self.url("object/upload/sign", bucket, path)),
+            token,
+            expires_at,
+            resumable_url: Some(self.resumable_endpoint()),
+        })
     }
 
     async fn create_signed_download(
@@ -573,10 +743,10 @@ impl ObjectStore for LocalStore {
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
+        transform: Option<&Transform>,
     ) -> Result<String, StorageError> {
         self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
-        let (token, _) = self.sign_token(TokenScope::Download, bucket, path, expires_in)?;
-        Ok(format!("{}?token={token}", self.url("sign", bucket, path)))
+        Ok(self.sign_download_url(bucket, path, expires_in, transform.copied())?)
     }
 
     async fn info(&self, bucket: &str, path: &ObjectPath) -> Result<Option<ObjectInfo>, StorageError> {
@@ -596,7 +766,9 @@ impl ObjectStore for LocalStore {
     ) -> Result<(), StorageError> {
         let len = body.len() as u64;
         let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
-        self.put_stream(bucket, path, content_type, None, Some(len), stream).await.map(|_| ())
+        self.put_stream(bucket, path, content_type, None, Some(len), &UploadRules::default(), stream)
+            .await
+            .map(|_| ())
     }
 
     async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
@@ -621,7 +793,11 @@ impl ObjectStore for LocalStore {
     }
 
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
-        self.url("public", bucket, path)
+        self.url("object/public", bucket, path)
+    }
+
+    async fn sweep_abandoned(&self) -> Result<usize, StorageError> {
+        self.sweep_resumable(crate::domain::uploads::EXPIRY_GRACE).await
     }
 
     fn calls_out(&self) -> bool {

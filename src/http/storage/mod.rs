@@ -5,13 +5,16 @@
 //! | --- | --- |
 //! | `POST /storage/v1/object/upload/sign/{bucket}/{path}` → `{url, token}` | service role |
 //! | `PUT /storage/v1/object/upload/sign/{bucket}/{path}?token=` (raw body or multipart) → `{Key, Id}` | token |
-//! | `POST /storage/v1/object/sign/{bucket}/{path}` `{expiresIn}` → `{signedURL}` | service role |
+//! | `POST /storage/v1/object/sign/{bucket}/{path}` `{expiresIn, transform?}` → `{signedURL}` | service role |
 //! | `GET /storage/v1/object/sign/{bucket}/{path}?token=` (`Range`) | token |
 //! | `GET /storage/v1/object/public/{bucket}/{path}` (`Range`) | anyone, public buckets only |
 //! | `GET /storage/v1/object/info/{bucket}/{path}` | service role |
 //! | `POST /storage/v1/object/{bucket}/{path}` (never upserts) → `{Key, Id}` | service role |
 //! | `GET`, `DELETE /storage/v1/object/{bucket}/{path}` | service role |
 //! | `DELETE /storage/v1/object/{bucket}` `{prefixes}` → deleted objects | service role |
+//!
+//! Resumable uploads (`/storage/v1/upload/resumable`) are in [`tus`], image transformation
+//! (`/storage/v1/render/image`) in [`render`].
 //!
 //! Errors are Supabase's JSON (`{statusCode, error, message}`) with a matching HTTP status.
 //! Upload bodies stream to disk under the bucket's size limit instead of the router's.
@@ -37,7 +40,12 @@ use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::error::ApiError;
 use crate::storage::local::{StoredObject, TokenScope};
-use crate::storage::{LocalStore, ObjectPath, ObjectStore, StorageError, sanitize_filename, validate_bucket};
+use crate::storage::{
+    LocalStore, ObjectPath, ObjectStore, StorageError, Transform, UploadRules, sanitize_filename, validate_bucket,
+};
+
+mod render;
+mod tus;
 
 /// Supabase's lifetime of signed upload URLs, used when the request does not ask for another.
 const DEFAULT_UPLOAD_URL_SECONDS: u64 = 2 * 3600;
@@ -65,6 +73,8 @@ pub fn router() -> Router<AppState> {
             "/storage/v1/object/{bucket}/{*path}",
             post(upload_service).get(download_service).delete(delete_one),
         )
+        .merge(tus::router())
+        .merge(render::router())
         // Uploads stream to disk under each bucket's own limit (see LocalStore::put_stream);
         // JSON bodies are read with MAX_JSON_BODY.
         .layer(DefaultBodyLimit::disable())
@@ -232,14 +242,15 @@ async fn sign_upload(
     refuse_upsert(&headers)?;
     let (store, bucket, path) = target(&state, path)?;
     let ttl = expires_in(&json_body(body).await?, Some(DEFAULT_UPLOAD_URL_SECONDS))?;
-    let signed = store.create_signed_upload(&bucket, &path, ttl).await?;
+    let signed = store.create_signed_upload(&bucket, &path, ttl, &UploadRules::default()).await?;
     Ok(Json(json!({
         "url": format!("/object/upload/sign/{bucket}/{path}?token={}", signed.token),
         "token": signed.token,
     })))
 }
 
-/// `POST /object/sign/{bucket}/{path}` `{ expiresIn }` → `{ signedURL }`.
+/// `POST /object/sign/{bucket}/{path}` `{ expiresIn, transform? }` → `{ signedURL }` (a
+/// `/render/image/sign/...` URL when a transformation is asked for, as on Supabase).
 async fn sign_download(
     State(state): State<AppState>,
     path: std::result::Result<Path<(String, String)>, PathRejection>,
@@ -248,10 +259,22 @@ async fn sign_download(
 ) -> Result<Json<Value>> {
     require_service(&state, &headers).await?;
     let (store, bucket, path) = target(&state, path)?;
-    let ttl = expires_in(&json_body(body).await?, None)?;
+    let body = json_body(body).await?;
+    let ttl = expires_in(&body, None)?;
+    let transform = match &body["transform"] {
+        Value::Null => None,
+        Value::Object(t) if t.is_empty() => None,
+        t => Some(
+            serde_json::from_value::<Transform>(t.clone())
+                .map_err(|_| bad_form("`transform` holds width, height, resize, quality and format"))?
+                .validate()?,
+        ),
+    };
     store.object(&bucket, &path).await?.ok_or(StorageError::NotFound)?;
-    let (token, _) = store.sign_token(TokenScope::Download, &bucket, &path, ttl)?;
-    Ok(Json(json!({ "signedURL": format!("/object/sign/{bucket}/{path}?token={token}") })))
+    let url = store.sign_download_url(&bucket, &path, ttl, transform)?;
+    // Relative to /storage/v1, as Supabase answers.
+    let relative = url.split_once("/storage/v1").map_or(url.as_str(), |(_, rest)| rest).to_string();
+    Ok(Json(json!({ "signedURL": relative })))
 }
 
 /// `PUT /object/upload/sign/{bucket}/{path}?token=`: the client's upload.
@@ -265,15 +288,15 @@ async fn upload_signed(
     let checked = (|| {
         let (store, bucket, path) = target(&state, path)?;
         let Query(query) = query?;
-        store.verify_token(token_of(&query)?, TokenScope::Upload, &bucket, &path)?;
+        let verified = store.verify_token(token_of(&query)?, TokenScope::Upload, &bucket, &path)?;
         refuse_upsert(&headers)?;
-        Ok((store, bucket, path))
+        Ok((store, bucket, path, verified.grant.rules))
     })();
-    let (store, bucket, path) = match checked {
+    let (store, bucket, path, rules) = match checked {
         Ok(checked) => checked,
         Err(error) => return Err(refuse(request, error).await),
     };
-    let object = ingest(&store, &bucket, &path, &headers, request).await?;
+    let object = ingest(&store, &bucket, &path, &rules, &headers, request).await?;
     Ok(Json(json!({ "Key": format!("{}/{}", object.bucket, object.name), "Id": object.id })))
 }
 
@@ -292,15 +315,16 @@ async fn upload_service(
         Ok(checked) => checked,
         Err(error) => return Err(refuse(request, error).await),
     };
-    let object = ingest(&store, &bucket, &path, &headers, request).await?;
+    let object = ingest(&store, &bucket, &path, &UploadRules::default(), &headers, request).await?;
     Ok(Json(json!({ "Key": format!("{}/{}", object.bucket, object.name), "Id": object.id })))
 }
 
-/// Streams a raw or multipart upload body into the store.
+/// Streams a raw or multipart upload body into the store, within `rules` (a token's).
 async fn ingest(
     store: &LocalStore,
     bucket: &str,
     path: &ObjectPath,
+    rules: &UploadRules,
     headers: &HeaderMap,
     request: Request,
 ) -> Result<StoredObject> {
@@ -310,7 +334,7 @@ async fn ingest(
     if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
         let cache_control = header(header::CACHE_CONTROL);
         let mut body = request.into_body().into_data_stream();
-        let stored = store.put_stream(bucket, path, content_type, cache_control, declared, &mut body).await;
+        let stored = store.put_stream(bucket, path, content_type, cache_control, declared, rules, &mut body).await;
         return match stored {
             Ok(object) => Ok(object),
             Err(e) => {
@@ -332,7 +356,7 @@ async fn ingest(
                 field.chunk().await.transpose().map(|chunk| (chunk, field))
             }));
             let stored = store
-                .put_stream(bucket, path, &content_type, cache_control.as_deref(), declared, &mut chunks)
+                .put_stream(bucket, path, &content_type, cache_control.as_deref(), declared, rules, &mut chunks)
                 .await;
             return match stored {
                 Ok(object) => Ok(object),
@@ -428,9 +452,13 @@ async fn download_signed(
 ) -> Result<Response> {
     let (store, bucket, path) = target(&state, path)?;
     let Query(query) = query?;
-    let signed_at = store.verify_token(token_of(&query)?, TokenScope::Download, &bucket, &path)?;
+    let verified = store.verify_token(token_of(&query)?, TokenScope::Download, &bucket, &path)?;
+    // A link to a rendering never reads the original.
+    if verified.grant.transform.is_some() {
+        return Err(StorageError::InvalidToken("this link is for a rendering of the image".into()).into());
+    }
     // P-GBV-READ: a link handed out before its ticket was flagged sensitive stops working.
-    if store.withheld(&bucket, &path, signed_at).await? {
+    if store.withheld(&bucket, &path, verified.signed_at).await? {
         return Err(StorageError::NotFound.into());
     }
     serve(&store, &bucket, &path, &headers, query.download.as_deref()).await
