@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-function freePort() {
+export function freePort() {
   return new Promise((ok, fail) => {
     const server = createServer();
     server.once('error', fail);
@@ -55,8 +55,8 @@ export const PEOPLE = {
   'manager@other.test': '00000000-0000-4000-8000-0000000b0007',
 };
 
-/** Starts ward; call `stop()` when done. */
-export async function startWard() {
+/** Starts ward (with `extraEnv` set besides); call `stop()` when done. */
+export async function startWard(extraEnv = {}) {
   const jwtSecret = randomBytes(32).toString('hex');
   let bin = process.env.WARD_BIN;
   if (!bin) {
@@ -78,6 +78,7 @@ export async function startWard() {
     WARD_BIND: `127.0.0.1:${port}`,
     SUPABASE_JWT_SECRET: jwtSecret,
     WARD_LOG: 'warn',
+    ...extraEnv,
   });
   const child = spawn(bin, ['serve'], { cwd: dataDir, env, stdio: ['ignore', 'ignore', 'inherit'] });
   await waitForReady(base, child, 180_000);
@@ -90,6 +91,7 @@ export async function startWard() {
   const now = () => Math.floor(Date.now() / 1000);
   return {
     base,
+    port,
     sign,
     serviceKey: () => sign({ role: 'service_role', iss: 'supabase', iat: now(), exp: now() + 600 }),
     tokenFor: (email) =>

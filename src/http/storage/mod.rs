@@ -271,9 +271,7 @@ async fn sign_download(
         ),
     };
     store.object(&bucket, &path).await?.ok_or(StorageError::NotFound)?;
-    let url = store.sign_download_url(&bucket, &path, ttl, transform)?;
-    // Relative to /storage/v1, as Supabase answers.
-    let relative = url.split_once("/storage/v1").map_or(url.as_str(), |(_, rest)| rest).to_string();
+    let relative = store.sign_download_url(&bucket, &path, ttl, transform, true)?;
     Ok(Json(json!({ "signedURL": relative })))
 }
 

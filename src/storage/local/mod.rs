@@ -527,19 +527,26 @@ impl LocalStore {
         })
     }
 
-    /// A signed download URL, of the object or (with `transform`) of one rendering of it.
+    /// A signed download URL, of the object or (with `transform`) of one rendering of it:
+    /// absolute, or (`relative`) after `/storage/v1` and not percent-encoded, as Supabase's
+    /// REST answers (`@supabase/storage-js` encodes it).
     pub fn sign_download_url(
         &self,
         bucket: &str,
         path: &ObjectPath,
         expires_in: Duration,
         transform: Option<Transform>,
+        relative: bool,
     ) -> Result<String, StorageError> {
         let transform = transform.map(Transform::validate).transpose()?;
         let grant = Grant { transform, ..Grant::default() };
         let (token, _) = self.sign_token(TokenScope::Download, bucket, path, expires_in, &grant)?;
         let kind = if transform.is_some() { "render/image/sign" } else { "object/sign" };
-        Ok(format!("{}?token={token}", self.url(kind, bucket, path)))
+        Ok(if relative {
+            format!("/{kind}/{bucket}/{path}?token={token}")
+        } else {
+            format!("{}?token={token}", self.url(kind, bucket, path))
+        })
     }
 
     /// An object rendered by `transform`: the bytes, their content type and the object's row.
@@ -746,7 +753,7 @@ impl ObjectStore for LocalStore {
         transform: Option<&Transform>,
     ) -> Result<String, StorageError> {
         self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
-        Ok(self.sign_download_url(bucket, path, expires_in, transform.copied())?)
+        self.sign_download_url(bucket, path, expires_in, transform.copied(), false)
     }
 
     async fn info(&self, bucket: &str, path: &ObjectPath) -> Result<Option<ObjectInfo>, StorageError> {
