@@ -123,3 +123,66 @@ async fn citizens_do_not_choose_priority_and_nobody_forges_an_sla_breach() {
         assert_eq!(error_code(&forged), Some("FORBIDDEN"), "{who}: {forged}");
     }
 }
+
+/// A JPEG of `w` × `h`.
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 60])));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// Renderings follow the firewall like originals: a link to a resized image, handed out before
+/// the flag, stops working with it, and afterwards only SAPS liaisons and admins get one.
+#[tokio::test]
+async fn rendered_links_follow_the_flag_too() {
+    let app = spawn_app().await;
+    let photo = jpeg(400, 300);
+    let input = json!({ "input": { "ticketId": TICKETS[0].id.to_string(), "purpose": "EVIDENCE", "filename": "scene.jpg",
+                                   "contentType": "image/jpeg", "sizeBytes": photo.len() } });
+    let intent = app.graphql(Some(CITIZEN), INTENT, input).await;
+    let intent = &intent["data"]["createUploadIntent"];
+    let put = app.http.put(intent["uploadUrl"].as_str().unwrap()).header("content-type", "image/jpeg").body(photo).send().await.unwrap();
+    assert!(put.status().is_success());
+    assert!(app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": intent["id"] })).await.get("errors").is_none());
+
+    const RENDERED: &str = "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 600, transform: { width: 100 }) } } }";
+    let rendered = |who: &'static str| {
+        let app = &app;
+        async move {
+            let response = app.graphql(Some(who), RENDERED, json!({ "id": TICKETS[0].id.to_string() })).await;
+            assert!(response.get("errors").is_none(), "{who}: {response}");
+            response["data"]["ticket"]["evidence"].as_array().unwrap().first().map(|f| f["signedUrl"].as_str().unwrap().to_string())
+        }
+    };
+    let size = |bytes: &[u8]| {
+        let img = image::load_from_memory(bytes).unwrap();
+        (img.width(), img.height())
+    };
+    let mut early = Vec::new();
+    for who in [CITIZEN, MANAGER] {
+        let link = rendered(who).await.unwrap_or_else(|| panic!("{who} gets a link"));
+        assert!(link.contains("/render/image/sign/"), "{link}");
+        let response = app.http.get(&link).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(size(&response.bytes().await.unwrap()), (100, 75), "{who}");
+        early.push(link);
+    }
+    // Out of bounds is a clear refusal.
+    let bad = app
+        .graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(transform: { width: 3000 }) } } }", json!({ "id": TICKETS[0].id.to_string() }))
+        .await;
+    assert_eq!(error_code(&bad), Some("BAD_USER_INPUT"), "{bad}");
+
+    let flagged = set_sensitive(&app, MANAGER, true).await;
+    assert_eq!(flagged["data"]["updateTicket"]["isSensitive"], true, "{flagged}");
+    for link in &early {
+        assert_eq!(download(&app, link).await, StatusCode::NOT_FOUND, "a rendering signed before the flag");
+    }
+    assert_eq!(rendered(CITIZEN).await, None);
+    assert_eq!(rendered(MANAGER).await, None);
+    for who in [SAPS, ADMIN] {
+        let link = rendered(who).await.unwrap_or_else(|| panic!("{who} gets a link"));
+        assert_eq!(size(&app.http.get(&link).send().await.unwrap().bytes().await.unwrap()), (100, 75), "{who}");
+    }
+}

@@ -20,6 +20,7 @@ mod photos;
 mod policy;
 mod profiles;
 mod realtime;
+mod resumable;
 mod schema;
 mod session;
 mod shutdown;

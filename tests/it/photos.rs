@@ -128,6 +128,21 @@ async fn a_photo_round_trip_seen_only_by_its_owner() {
     let bad_ttl = app.graphql(Some(CITIZEN), "{ me { photos { nodes { url(expiresIn: 0) } } } }", json!({})).await;
     assert_eq!(error_code(&bad_ttl), Some("BAD_USER_INPUT"), "{bad_ttl}");
 
+    // Resized on request: cover crops to the box, contain fits inside it, never enlarged.
+    let sized = "{ me { photos { nodes { cover: url(width: 100, height: 100) contain: url(width: 100, height: 100, resize: CONTAIN) tall: url(height: 2000) } } } }";
+    let sized = app.graphql(Some(CITIZEN), sized, json!({})).await;
+    let node = &data(&sized, "me")["photos"]["nodes"][0];
+    for (field, expected) in [("cover", (100, 100)), ("contain", (100, 75)), ("tall", (640, 480))] {
+        let url = node[field].as_str().unwrap_or_else(|| panic!("{sized}"));
+        assert!(url.contains("/storage/v1/render/image/sign/user-photos/"), "{url}");
+        let (status, bytes) = get(&app, url).await;
+        assert_eq!(status, StatusCode::OK, "{field}");
+        let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
+        assert_eq!((img.width(), img.height()), expected, "{field}");
+    }
+    let too_big = app.graphql(Some(CITIZEN), "{ me { photos { nodes { url(width: 2501) } } } }", json!({})).await;
+    assert_eq!(error_code(&too_big), Some("BAD_USER_INPUT"), "{too_big}");
+
     // Nobody else deletes it.
     for who in [OTHER_CITIZEN, MANAGER] {
         let response = app.graphql(Some(who), DELETE, json!({ "id": id })).await;
