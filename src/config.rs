@@ -39,6 +39,29 @@ pub enum StorageBackend {
     Local,
     /// Supabase Storage over its REST API (`SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`).
     Supabase,
+    /// ward's own storage (as `Local`) with the bytes in an S3-compatible bucket
+    /// ([`Config::s3`]), shared by every ward process on the same database.
+    S3,
+}
+
+/// The S3 backend's settings (`WARD_STORAGE=s3`).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `WARD_S3_BUCKET`: the one bucket holding every ward bucket's objects (required).
+    pub bucket: String,
+    /// `WARD_S3_ENDPOINT`: for MinIO, R2, Ceph…, e.g. `http://127.0.0.1:9000`. Unset: AWS.
+    pub endpoint: Option<String>,
+    /// `WARD_S3_REGION` (or `AWS_REGION`). Default `us-east-1`.
+    pub region: String,
+    /// `WARD_S3_ACCESS_KEY_ID` and `WARD_S3_SECRET_ACCESS_KEY`. Unset: the `AWS_*` variables
+    /// (and instance credentials) as the AWS SDKs read them.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// `WARD_S3_PREFIX`: a key prefix, e.g. `ward/` (default none).
+    pub prefix: String,
+    /// `WARD_S3_VIRTUAL_HOSTED`: `bucket.host` addressing. Default: on for AWS, off (path
+    /// style) with `WARD_S3_ENDPOINT`.
+    pub virtual_hosted: bool,
 }
 
 /// Everything ward can be told from outside. Each field names its environment variable.
@@ -93,6 +116,8 @@ pub struct Config {
     /// `WARD_DB_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled connection before
     /// it is answered `UNAVAILABLE` (HTTP 503 with `Retry-After`). Default 2000.
     pub db_acquire_timeout: std::time::Duration,
+    /// The S3 backend's settings, with `WARD_STORAGE=s3`.
+    pub s3: Option<S3Settings>,
     /// `SUPABASE_URL`: the Supabase project, e.g. `https://xyz.supabase.co`.
     pub supabase_url: Option<String>,
     /// `SUPABASE_JWKS_URL`: the project's public signing keys, for ES256/RS256 tokens. Default:
@@ -313,12 +338,64 @@ impl Config {
                     problem: "`supabase` needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY".into(),
                 });
             }
+            Some("s3") => StorageBackend::S3,
             Some(other) => {
                 return Err(ConfigError {
                     name: "WARD_STORAGE",
-                    problem: format!("`{other}` is neither `local` nor `supabase`"),
+                    problem: format!("`{other}` is not `local`, `supabase` or `s3`"),
                 });
             }
+        };
+        let s3 = match storage {
+            StorageBackend::S3 => {
+                let bucket = get("WARD_S3_BUCKET").filter(|b| !b.trim().is_empty()).ok_or(ConfigError {
+                    name: "WARD_S3_BUCKET",
+                    problem: "`WARD_STORAGE=s3` needs the bucket's name".into(),
+                })?;
+                let endpoint = match get("WARD_S3_ENDPOINT") {
+                    Some(v) => {
+                        let v = v.trim().trim_end_matches('/').to_string();
+                        if !reqwest::Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                            return Err(ConfigError {
+                                name: "WARD_S3_ENDPOINT",
+                                problem: format!("`{v}` is not an absolute http(s) URL"),
+                            });
+                        }
+                        Some(v)
+                    }
+                    None => None,
+                };
+                let virtual_hosted = match get("WARD_S3_VIRTUAL_HOSTED").as_deref() {
+                    None => endpoint.is_none(),
+                    Some("1" | "true" | "on" | "yes") => true,
+                    Some("0" | "false" | "off" | "no") => false,
+                    Some(other) => {
+                        return Err(ConfigError { name: "WARD_S3_VIRTUAL_HOSTED", problem: format!("`{other}` is not true or false") });
+                    }
+                };
+                let access_key_id = get("WARD_S3_ACCESS_KEY_ID");
+                let secret_access_key = secret("WARD_S3_SECRET_ACCESS_KEY");
+                if access_key_id.is_some() != secret_access_key.is_some() {
+                    return Err(ConfigError {
+                        name: "WARD_S3_ACCESS_KEY_ID",
+                        problem: "set both WARD_S3_ACCESS_KEY_ID and WARD_S3_SECRET_ACCESS_KEY, or neither".into(),
+                    });
+                }
+                let prefix = get("WARD_S3_PREFIX").unwrap_or_default();
+                if !prefix.is_empty() && !prefix.ends_with('/') {
+                    return Err(ConfigError { name: "WARD_S3_PREFIX", problem: "a prefix ends with `/`".into() });
+                }
+                Some(S3Settings {
+                    bucket,
+                    endpoint,
+                    region: get("WARD_S3_REGION").or_else(|| get("AWS_REGION")).unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id,
+                    secret_access_key,
+                    prefix,
+                    virtual_hosted,
+                })
+            }
+            _ => None,
         };
         let demo = match get("WARD_DEMO").as_deref() {
             None => database_url.is_none(),
@@ -402,6 +479,7 @@ impl Config {
             supabase_url,
             supabase_jwks_url,
             supabase_service_role_key,
+            s3,
             supabase_jwt_secret: secret("SUPABASE_JWT_SECRET"),
             relay_webhook_secret: secret("RELAY_WEBHOOK_SECRET"),
             log_filter: get("WARD_LOG").unwrap_or_else(|| "info,sqlx=warn,sea_orm_migration=warn".to_string()),
@@ -518,7 +596,21 @@ mod tests {
         let err = config(&[("WARD_STORAGE", "supabase")]).unwrap_err().to_string();
         assert!(err.contains("WARD_STORAGE"), "{err}");
         let err = config(&[("WARD_STORAGE", "s3")]).unwrap_err().to_string();
-        assert!(err.contains("WARD_STORAGE"), "{err}");
+        assert!(err.contains("WARD_S3_BUCKET"), "{err}");
+        let s3 = config(&[("WARD_STORAGE", "s3"), ("WARD_S3_BUCKET", "ward"), ("WARD_S3_ENDPOINT", "http://127.0.0.1:9000/")]).unwrap();
+        assert_eq!(s3.storage, StorageBackend::S3);
+        let settings = s3.s3.unwrap();
+        assert_eq!((settings.endpoint.as_deref(), settings.virtual_hosted), (Some("http://127.0.0.1:9000"), false));
+        let aws = config(&[("WARD_STORAGE", "s3"), ("WARD_S3_BUCKET", "ward")]).unwrap().s3.unwrap();
+        assert!(aws.virtual_hosted && aws.endpoint.is_none());
+        for bad in [
+            vec![("WARD_STORAGE", "s3"), ("WARD_S3_BUCKET", "ward"), ("WARD_S3_ENDPOINT", "ftp://x")],
+            vec![("WARD_STORAGE", "s3"), ("WARD_S3_BUCKET", "ward"), ("WARD_S3_ACCESS_KEY_ID", "only-half")],
+            vec![("WARD_STORAGE", "s3"), ("WARD_S3_BUCKET", "ward"), ("WARD_S3_PREFIX", "no-slash")],
+            vec![("WARD_STORAGE", "ftp")],
+        ] {
+            assert!(config(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

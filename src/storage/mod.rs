@@ -136,14 +136,18 @@ pub async fn build(
     public_url: &str,
 ) -> anyhow::Result<Stores> {
     match config.storage {
-        StorageBackend::Local => {
+        StorageBackend::Local | StorageBackend::S3 => {
             let db = crate::db::connect_pool(request_url, local::POOL_SIZE, config.db_acquire_timeout).await?;
-            let local = Arc::new(LocalStore::new(
+            let mut local = LocalStore::new(
                 config.data_dir.join("storage"),
                 db,
                 local::derive_token_key(jwt_secret),
                 public_url,
-            )?);
+            )?;
+            if let Some(settings) = &config.s3 {
+                local = local.with_s3(local::s3::S3Blobs::new(settings)?);
+            }
+            let local = Arc::new(local);
             Ok((local.clone(), Some(local)))
         }
         StorageBackend::Supabase => {

@@ -198,6 +198,12 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(extra: &[(&str, String)]) -> TestApp {
     let db = TestDb::new().await;
     let data_dir = scratch_dir(&db.name);
+    spawn_app_in(db, data_dir, extra).await
+}
+
+/// A running server on an existing database (a second server beside another one), keeping
+/// its files in `data_dir`.
+pub async fn spawn_app_in(db: TestDb, data_dir: std::path::PathBuf, extra: &[(&str, String)]) -> TestApp {
     let mut vars = vec![
         ("DATABASE_URL", db.app_url().expose().to_string()),
         ("SUPABASE_JWT_SECRET", JWT_SECRET.to_string()),

@@ -21,6 +21,7 @@ mod policy;
 mod profiles;
 mod realtime;
 mod resumable;
+mod s3;
 mod schema;
 mod session;
 mod shutdown;

@@ -614,6 +614,12 @@ async fn serve(
     headers: &HeaderMap,
     download: Option<&str>,
 ) -> Result<Response> {
+    if let Some(object) = store.object(bucket, path).await?.filter(|_| store.s3_backed()) {
+        // Checked here; the bytes come from S3 through a presigned URL that lives briefly.
+        let name = download.map(|d| sanitize_filename(d).unwrap_or_else(|_| path.file_name().to_string()));
+        let url = store.redirect(&object, path, name.as_deref()).await?.ok_or(StorageError::NotFound)?;
+        return Ok(axum::response::Redirect::temporary(&url).into_response());
+    }
     let (object, mut file, len) = store.open(bucket, path).await?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let range = match parse_range(range_header, len) {

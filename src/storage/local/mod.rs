@@ -63,6 +63,7 @@ const RENDER_PERMITS: usize = 2;
 const MAX_RENDER_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
 
 pub mod resumable;
+pub mod s3;
 
 /// Derives the local storage token key from the JWT secret (see the module docs).
 pub fn derive_token_key(jwt_secret: &Secret) -> Secret {
@@ -165,6 +166,9 @@ pub struct LocalStore {
     renders: tokio::sync::Semaphore,
     /// Resumable uploads a PATCH is writing to now (one writer each).
     writing: resumable::Writers,
+    /// Where the bytes are when not in `root` (`WARD_STORAGE=s3`); `root` then keeps only
+    /// uploads in progress and rendered variants.
+    s3: Option<s3::S3Blobs>,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -213,7 +217,27 @@ impl LocalStore {
             public_url: public_url.trim_end_matches('/').to_string(),
             renders: tokio::sync::Semaphore::new(RENDER_PERMITS),
             writing: resumable::Writers::default(),
+            s3: None,
         })
+    }
+
+    /// Whether the objects' bytes are in S3.
+    pub fn s3_backed(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    /// The same store with the objects' bytes in an S3 bucket.
+    pub fn with_s3(self, blobs: s3::S3Blobs) -> Self {
+        LocalStore { s3: Some(blobs), ..self }
+    }
+
+    /// Where a checked download of the object goes when its bytes are in S3: a presigned GET
+    /// that lives briefly (`None` when ward serves the bytes itself).
+    pub async fn redirect(&self, object: &StoredObject, path: &ObjectPath, download: Option<&str>) -> Result<Option<String>, StorageError> {
+        match &self.s3 {
+            Some(s3) => Ok(Some(s3.presigned_get(&object.bucket, path, &object.content_type, download).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The base URL signed URLs start with.
@@ -507,11 +531,22 @@ impl LocalStore {
         let created_at: DateTime<Utc> = row.try_get("", "created_at").map_err(read)?;
         let updated_at: DateTime<Utc> = row.try_get("", "updated_at").map_err(read)?;
 
+        // The row, inserted first, decides: no other upload can publish at this path now.
         let final_path = self.file_path(bucket, path);
-        publish(tmp_path, &final_path).await?;
+        match &self.s3 {
+            Some(s3) => s3.put_file(bucket, path, tmp_path, size, content_type).await?,
+            None => publish(tmp_path, &final_path).await?,
+        }
         if let Err(e) = crate::db::end(tx, true).await {
-            // The row is gone with the transaction; so goes the file this call created.
-            let _ = tokio::fs::remove_file(&final_path).await;
+            // The row is gone with the transaction; so go the bytes this call wrote.
+            match &self.s3 {
+                Some(s3) => {
+                    let _ = s3.remove(bucket, path).await;
+                }
+                None => {
+                    let _ = tokio::fs::remove_file(&final_path).await;
+                }
+            }
             return Err(StorageError::db("committing an object's row", e));
         }
         tracing::info!(bucket, object_id = %id, size, "object stored");
@@ -608,10 +643,14 @@ impl LocalStore {
         .await
         .map_err(|e| StorageError::db("deleting an object's row", e))?;
         let file = self.file_path(bucket, path);
-        match tokio::fs::remove_file(&file).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::other("deleting an object's file", e)),
+        if let Some(s3) = &self.s3 {
+            s3.remove(bucket, path).await?;
+        } else {
+            match tokio::fs::remove_file(&file).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::other("deleting an object's file", e)),
+            }
         }
         crate::db::end(tx, true).await.map_err(|e| StorageError::db("committing a deletion", e))?;
         let _ = tokio::fs::remove_dir_all(self.root.join(RENDER_DIR).join(object.id.simple().to_string())).await;
@@ -779,6 +818,10 @@ impl ObjectStore for LocalStore {
     }
 
     async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
+        if let Some(s3) = &self.s3 {
+            self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
+            return s3.read(bucket, path, max_bytes).await;
+        }
         let (_, file, len) = self.open(bucket, path).await?;
         if len > max_bytes {
             return Err(StorageError::TooLarge { limit: Some(max_bytes) });
