@@ -5,6 +5,7 @@ mod cpu;
 mod env;
 mod http;
 mod soak;
+mod storage;
 mod subscriptions;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,9 @@ enum Command {
     /// Soak: minutes of mixed load (reads, writes, photo uploads, clients hanging up) with a
     /// thousand subscribers; ward's memory, descriptors, threads and connections must stay flat.
     Soak(soak::Options),
+    /// Storage: a resumable (TUS) upload against one PUT, and image rendering (first and
+    /// cached) against reading the original.
+    Storage(storage::Options),
 }
 
 #[tokio::main]
@@ -50,5 +54,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Http(options) => http::run(&cli.ward, &options).await,
         Command::Soak(options) => soak::run(&cli.ward, &options).await,
+        Command::Storage(options) => storage::run(&cli.ward, &options).await,
     }
 }

@@ -60,6 +60,8 @@ const MULTIPART_SLACK: u64 = 64 * 1024;
 /// reading) and the connection stays usable. Larger bodies are cut off with `Connection: close`.
 const DRAIN_LIMIT: u64 = 2 * 1024 * 1024;
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bytes read from disk at a time when serving an object.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// The storage routes; merged by `http::router` only when the local backend is active.
 pub fn router() -> Router<AppState> {
@@ -646,7 +648,9 @@ async fn serve(
             .await
             .map_err(|e| StorageError::other("seeking in an object", e))?;
     }
-    let body = Body::from_stream(ReaderStream::new(file.take(count)));
+    // Large reads: tokio runs each file read as a blocking task, and 4 KiB (the default)
+    // made a 4 MiB download take 76 ms.
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), READ_CHUNK));
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
