@@ -19,7 +19,7 @@ pub const MAX_SIDE: u32 = 2500;
 pub const DEFAULT_QUALITY: u8 = 80;
 /// The largest source image rendered, per side and in decoded bytes.
 const MAX_SOURCE_SIDE: u32 = 12_000;
-const MAX_SOURCE_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+const MAX_SOURCE_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How an image is fitted to the asked width and height.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

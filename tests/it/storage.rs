@@ -622,3 +622,33 @@ async fn deletes_pass_supabase_storages_guard_against_direct_deletes() {
     assert!(store.object("documents", &p).await.unwrap().is_none());
     assert!(!storage_root(&app).join("documents/m/f/guarded.txt").exists());
 }
+
+/// Anyone may ask a public image for any size: every answer is rendered, but the cache keeps
+/// a bounded number of variants per object, and deleting the object removes them.
+#[tokio::test]
+async fn public_renderings_are_bounded_in_the_cache() {
+    let app = spawn_app().await;
+    let store = local_store(&app).await;
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30])));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let p = path("p/x/thumb.png");
+    store.upload("user-photos-thumbnails", &p, "image/png", Bytes::from(png.into_inner())).await.unwrap();
+    for width in 1..=40 {
+        let url = format!("{}/render/image/public/user-photos-thumbnails/p/x/thumb.png?width={width}&resize=fill", base(&app));
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{width}");
+        let rendered = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!(rendered.width(), width);
+    }
+    let object = store.object("user-photos-thumbnails", &p).await.unwrap().unwrap();
+    let cache = storage_root(&app).join(".render").join(object.id.simple().to_string());
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 32);
+    // Out of bounds and nonsense are refused.
+    for query in ["width=0", "width=2501", "width=10&resize=crop", "width=10&quality=5", "height=abc"] {
+        let url = format!("{}/render/image/public/user-photos-thumbnails/p/x/thumb.png?{query}", base(&app));
+        assert_eq!(app.http.get(&url).send().await.unwrap().status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    store.remove("user-photos-thumbnails", &p).await.unwrap();
+    assert!(!cache.exists(), "the variants go with their object");
+}

@@ -59,6 +59,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const RENDER_DIR: &str = ".render";
 /// Renders running at once (each takes a core for a moment); more wait their turn.
 const RENDER_PERMITS: usize = 2;
+/// Rendered variants kept per object: anyone may ask a public image for any size, and the
+/// cache must not grow with what they ask. Past this, renders are served but not kept.
+const MAX_CACHED_VARIANTS: usize = 32;
 /// The largest source image the local backend renders.
 const MAX_RENDER_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
 
@@ -610,6 +613,14 @@ impl LocalStore {
         // Kept for the next request: written aside and renamed, so a reader never sees half.
         let write = async {
             tokio::fs::create_dir_all(&dir).await?;
+            let mut entries = tokio::fs::read_dir(&dir).await?;
+            let mut kept = 0;
+            while entries.next_entry().await?.is_some() {
+                kept += 1;
+            }
+            if kept >= MAX_CACHED_VARIANTS {
+                return Ok(());
+            }
             let tmp = dir.join(format!("{key}.{}", Uuid::new_v4().simple()));
             tokio::fs::write(&tmp, &bytes).await?;
             tokio::fs::rename(&tmp, &cached).await
