@@ -564,6 +564,22 @@ async fn the_supabase_backend_works_against_wards_own_rest_paths() {
     let (status, _, got) = get_bytes(&app, &store.public_url("user-photos-thumbnails", &q)).await;
     assert_eq!((status, &got[..]), (StatusCode::OK, &b"png"[..]));
 
+    // Resumable uploads go to Supabase's own endpoint, with the same token.
+    assert_eq!(signed.resumable_url.as_deref(), Some(format!("{}/upload/resumable/sign", base(&app)).as_str()));
+    // A transformation is signed by Supabase, as a render URL that serves that rendering.
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(300, 200, image::Rgb([1, 2, 3])));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let r = path("m1/file-3/scene.png");
+    store.upload("evidence", &r, "image/png", Bytes::from(png.into_inner())).await.unwrap();
+    let transform = ward::storage::Transform { width: Some(150), ..Default::default() };
+    let url = store.create_signed_download("evidence", &r, MINUTE, Some(&transform)).await.unwrap();
+    assert!(url.starts_with(&format!("{}/render/image/sign/evidence/m1/file-3/scene.png?token=", base(&app))), "{url}");
+    let (status, _, rendered) = get_bytes(&app, &url).await;
+    assert_eq!(status, StatusCode::OK);
+    let rendered = image::load_from_memory(&rendered).unwrap();
+    assert_eq!((rendered.width(), rendered.height()), (150, 100));
+
     store.delete("evidence", &p).await.unwrap();
     assert_eq!(store.info("evidence", &p).await.unwrap(), None);
     assert!(matches!(store.delete("evidence", &p).await, Err(StorageError::NotFound)));
