@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use reqwest::header::HeaderValue;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use ward::storage::ObjectStore as _;
 use serde_json::{Value, json};
 use ward::demo::TICKETS;
 
@@ -496,4 +497,111 @@ async fn hostile_input_gets_coded_client_errors_and_changes_nothing() {
     assert!(me["data"]["me"]["municipality"]["slug"].is_string(), "{me}");
     println!("hostile corpus: {} cases", total + images.len());
     assert!(total + images.len() >= 300, "the corpus holds {} cases", total + images.len());
+}
+
+/// Hostile requests to the storage routes added for resumable uploads and rendering: every one
+/// is answered with a 4xx, never a 5xx or internals, and nothing is stored.
+#[tokio::test]
+async fn hostile_storage_requests_get_client_errors() {
+    let app = spawn_app().await;
+    let before = footprint(&app).await;
+    let store = crate::storage::local_store(&app).await;
+    let p = ward::storage::ObjectPath::parse("m/f/clip.mp4").unwrap();
+    let rules = ward::storage::UploadRules { content_type: Some("video/mp4".into()), max_bytes: Some(1000) };
+    let token = ward::storage::ObjectStore::create_signed_upload(&store, "evidence", &p, std::time::Duration::from_secs(60), &rules)
+        .await
+        .unwrap()
+        .token;
+    let base = format!("http://{}/storage/v1", app.addr);
+    let meta = |bucket: &str, path: &str, ct: &str| {
+        format!("bucketName {},objectName {},contentType {}", STANDARD.encode(bucket), STANDARD.encode(path), STANDARD.encode(ct))
+    };
+    let good_meta = meta("evidence", "m/f/clip.mp4", "video/mp4");
+    let huge = "A".repeat(10_000);
+    let creations: Vec<(String, Vec<(&str, String)>)> = vec![
+        ("no length".into(), vec![("upload-metadata", good_meta.clone())]),
+        ("negative length".into(), vec![("upload-length", "-1".into()), ("upload-metadata", good_meta.clone())]),
+        ("huge length".into(), vec![("upload-length", "18446744073709551615".into()), ("upload-metadata", good_meta.clone())]),
+        ("length past the promise".into(), vec![("upload-length", "1001".into()), ("upload-metadata", good_meta.clone())]),
+        ("deferred length".into(), vec![("upload-defer-length", "1".into()), ("upload-metadata", good_meta.clone())]),
+        ("no metadata".into(), vec![("upload-length", "10".into())]),
+        ("metadata not base64".into(), vec![("upload-length", "10".into()), ("upload-metadata", "bucketName ***".into())]),
+        ("metadata too long".into(), vec![("upload-length", "10".into()), ("upload-metadata", format!("x {huge}"))]),
+        ("traversal".into(), vec![("upload-length", "10".into()), ("upload-metadata", meta("evidence", "../../etc/passwd", "video/mp4"))]),
+        ("bad bucket".into(), vec![("upload-length", "10".into()), ("upload-metadata", meta("../x", "m/f/clip.mp4", "video/mp4"))]),
+        ("other type".into(), vec![("upload-length", "10".into()), ("upload-metadata", meta("evidence", "m/f/clip.mp4", "text/html"))]),
+        ("control characters in the type".into(), vec![("upload-length", "10".into()), ("upload-metadata", meta("evidence", "m/f/clip.mp4", "video/mp4\r\nx: y"))]),
+        ("another object".into(), vec![("upload-length", "10".into()), ("upload-metadata", meta("evidence", "m/f/other.mp4", "video/mp4"))]),
+        ("upsert".into(), vec![("upload-length", "10".into()), ("upload-metadata", good_meta.clone()), ("x-upsert", "true".into())]),
+    ];
+    let mut problems = Vec::new();
+    let mut total = 0;
+    let mut check = |name: String, status: u16, text: String, problems: &mut Vec<String>| {
+        total += 1;
+        let lower = text.to_lowercase();
+        if !(400..500).contains(&status) {
+            problems.push(format!("{name}: HTTP {status}: {text:.200}"));
+        } else if let Some(leak) = LEAKS.iter().find(|l| lower.contains(*l)) {
+            problems.push(format!("{name}: leaks {leak:?}: {text:.200}"));
+        }
+    };
+    for (name, headers) in creations {
+        let mut request = app.http.post(format!("{base}/upload/resumable/sign")).header("tus-resumable", "1.0.0").header("x-signature", &token);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        check(format!("create: {name}"), status, response.text().await.unwrap_or_default(), &mut problems);
+    }
+    // Made-up, forged and malformed upload ids, and bad PATCHes to a real upload.
+    let created = app
+        .http
+        .post(format!("{base}/upload/resumable/sign"))
+        .header("tus-resumable", "1.0.0")
+        .header("x-signature", &token)
+        .header("upload-length", "100")
+        .header("upload-metadata", &good_meta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let patches: Vec<(String, String, Vec<(&str, String)>, Vec<u8>)> = vec![
+        ("made-up id".into(), format!("{base}/upload/resumable/sign/bm9wZQ"), vec![("upload-offset", "0".into())], vec![1; 10]),
+        ("id with traversal".into(), format!("{base}/upload/resumable/sign/{}", URL_SAFE_NO_PAD.encode("evidence/../../x/00000000000040008000000000000001")), vec![("upload-offset", "0".into())], vec![1; 10]),
+        ("huge id".into(), format!("{base}/upload/resumable/sign/{huge}"), vec![("upload-offset", "0".into())], vec![1; 10]),
+        ("no offset".into(), location.clone(), vec![], vec![1; 10]),
+        ("negative offset".into(), location.clone(), vec![("upload-offset", "-5".into())], vec![1; 10]),
+        ("offset ahead".into(), location.clone(), vec![("upload-offset", "50".into())], vec![1; 10]),
+        ("past the length".into(), location.clone(), vec![("upload-offset", "0".into())], vec![1; 101]),
+        ("no token".into(), location.clone(), vec![("upload-offset", "0".into()), ("x-signature", String::new())], vec![1; 10]),
+        ("garbage token".into(), location.clone(), vec![("upload-offset", "0".into()), ("x-signature", "a.b.c".into())], vec![1; 10]),
+    ];
+    for (name, url, headers, body) in patches {
+        let mut request = app.http.patch(&url).header("tus-resumable", "1.0.0").header("content-type", "application/offset+octet-stream");
+        if !headers.iter().any(|(k, _)| *k == "x-signature") {
+            request = request.header("x-signature", &token);
+        }
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        let response = request.body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        check(format!("patch: {name}"), status, response.text().await.unwrap_or_default(), &mut problems);
+    }
+    // Render queries that are out of bounds or not renderings at all.
+    store.upload("evidence", &ward::storage::ObjectPath::parse("m/f/notes.pdf").unwrap(), "application/pdf", bytes::Bytes::from_static(b"%PDF")).await.unwrap();
+    let key = app.service_token();
+    for query in ["", "width=0", "width=99999", "width=1&height=-1", "width=1e9", "width=10&resize=%00", "width=10&format=svg", "width=10&quality=101", "width=%FF"] {
+        for target in ["m/f/notes.pdf", "m/f/missing.png"] {
+            let response = app.http.get(format!("{base}/render/image/authenticated/evidence/{target}?{query}")).bearer_auth(&key).send().await.unwrap();
+            let status = response.status().as_u16();
+            check(format!("render {target}?{query}"), status, response.text().await.unwrap_or_default(), &mut problems);
+        }
+    }
+    store.remove("evidence", &ward::storage::ObjectPath::parse("m/f/notes.pdf").unwrap()).await.unwrap();
+    assert!(problems.is_empty(), "{} of {total} requests went wrong:\n{}", problems.len(), problems.join("\n"));
+    assert_eq!(footprint(&app).await, before, "nothing stored");
+    println!("hostile storage requests: {total}");
 }
