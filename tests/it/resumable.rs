@@ -159,6 +159,25 @@ async fn termination_the_service_routes_and_expiry() {
     assert_eq!(service.request(Method::DELETE, &url).send().await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(service.offset(&url).await.0, StatusCode::NOT_FOUND);
 
+    // One object, one upload in progress: creating again replaces an idle unfinished one
+    // (whose id then finds nothing), so a token cannot fill the disk with uploads.
+    let first = location(&service.create("evidence", "m/f/r.bin", 10, "application/octet-stream").await);
+    assert_eq!(service.patch(&first, 0, vec![1; 3]).await.status(), StatusCode::NO_CONTENT);
+    let second = location(&service.create("evidence", "m/f/r.bin", 10, "application/octet-stream").await);
+    assert_ne!(first, second);
+    assert_eq!(service.offset(&first).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(service.offset(&second).await, (StatusCode::OK, Some(0)));
+    assert_eq!(std::fs::read_dir(storage_root(&app).join(".resumable")).unwrap().count(), 1);
+
+    // Every byte arrived but the last PATCH could not publish (the database or S3 was away):
+    // the next HEAD publishes it before it says the upload is complete.
+    let slot = std::fs::read_dir(storage_root(&app).join(".resumable")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(slot.join("data"), vec![9u8; 10]).unwrap();
+    assert_eq!(service.offset(&second).await, (StatusCode::OK, Some(10)));
+    let info = ObjectStore::info(&local_store(&app).await, "evidence", &ObjectPath::parse("m/f/r.bin").unwrap()).await.unwrap();
+    assert_eq!(info.map(|i| i.size), Some(10), "published by the HEAD");
+    std::fs::remove_dir_all(&slot).unwrap();
+
     // Abandoned: past its expiry it is 410 Gone, and the sweeper removes it after the grace.
     let store = local_store(&app).await;
     let path = ObjectPath::parse("m/f/b.bin").unwrap();

@@ -616,7 +616,8 @@ async fn serve(
     headers: &HeaderMap,
     download: Option<&str>,
 ) -> Result<Response> {
-    if let Some(object) = store.object(bucket, path).await?.filter(|_| store.s3_backed()) {
+    let in_s3 = if store.s3_backed() { store.object(bucket, path).await? } else { None };
+    if let Some(object) = in_s3 {
         // Checked here; the bytes come from S3 through a presigned URL that lives briefly.
         let name = download.map(|d| sanitize_filename(d).unwrap_or_else(|_| path.file_name().to_string()));
         let url = store.redirect(&object, path, name.as_deref()).await?.ok_or(StorageError::NotFound)?;

@@ -202,6 +202,7 @@ async fn create(
     let created = store
         .create_resumable(&asked.bucket, &asked.path, asked.length, &asked.content_type, asked.cache_control, rules, expires_at)
         .await;
+    let asked_path = asked.path;
     let upload = match created {
         Ok(upload) => upload,
         Err(error) => return Err(refuse(request, error.into()).await),
@@ -214,7 +215,19 @@ async fn create(
     );
     // creation-with-upload: the first bytes may come with the creation.
     let with_data = header_str(headers, &header::CONTENT_TYPE) == Some(OFFSET_STREAM);
-    let offset = if with_data { Some(write(store, &upload, 0, request.into_body()).await?) } else { None };
+    let (offset, cut) = if with_data {
+        match write(store, &upload, 0, request.into_body()).await {
+            Ok(offset) => (Some(offset), false),
+            // The upload exists whatever happened to its first bytes: the client learns
+            // where it is and how far it got, and resumes from there.
+            Err(_) => {
+                let id = UploadId { bucket: upload.bucket.clone(), path: asked_path, key: upload.key };
+                (Some(store.resumable(&id).await.map(|(_, offset)| offset).unwrap_or(0)), true)
+            }
+        }
+    } else {
+        (None, false)
+    };
     let mut response = StatusCode::CREATED.into_response();
     let h = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -222,6 +235,9 @@ async fn create(
     }
     if let Some(offset) = offset {
         h.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+    }
+    if cut {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     set_expires(h, &upload, offset.unwrap_or(0));
     Ok(response)
@@ -272,9 +288,13 @@ async fn head_service(State(state): State<AppState>, id: std::result::Result<Pat
     head(&store, &id).await
 }
 
-/// `HEAD`: where the upload stands.
+/// `HEAD`: where the upload stands. An upload with every byte but not yet published (its
+/// last PATCH could not publish it) is published now: its offset would say it is done.
 async fn head(store: &LocalStore, id: &UploadId) -> Result<Response> {
     let (upload, offset) = store.resumable(id).await?;
+    if !upload.done && offset == upload.length {
+        store.finish(id).await?;
+    }
     let mut response = StatusCode::OK.into_response();
     let h = response.headers_mut();
     h.insert(UPLOAD_OFFSET, HeaderValue::from(offset));

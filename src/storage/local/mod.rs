@@ -60,7 +60,7 @@ const RENDER_DIR: &str = ".render";
 /// Renders running at once (each takes a core for a moment); more wait their turn.
 const RENDER_PERMITS: usize = 2;
 /// Rendered variants kept per object: anyone may ask a public image for any size, and the
-/// cache must not grow with what they ask. Past this, renders are served but not kept.
+/// cache must not grow with what they ask. Past this, the oldest variant makes room.
 const MAX_CACHED_VARIANTS: usize = 32;
 /// The largest source image the local backend renders.
 const MAX_RENDER_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
@@ -166,7 +166,7 @@ pub struct LocalStore {
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_url: String,
-    renders: tokio::sync::Semaphore,
+    renders: std::sync::Arc<tokio::sync::Semaphore>,
     /// Resumable uploads a PATCH is writing to now (one writer each).
     writing: resumable::Writers,
     /// Where the bytes are when not in `root` (`WARD_STORAGE=s3`); `root` then keeps only
@@ -218,7 +218,7 @@ impl LocalStore {
             encoding: EncodingKey::from_secret(token_key.expose().as_bytes()),
             decoding: DecodingKey::from_secret(token_key.expose().as_bytes()),
             public_url: public_url.trim_end_matches('/').to_string(),
-            renders: tokio::sync::Semaphore::new(RENDER_PERMITS),
+            renders: std::sync::Arc::new(tokio::sync::Semaphore::new(RENDER_PERMITS)),
             writing: resumable::Writers::default(),
             s3: None,
         })
@@ -238,7 +238,7 @@ impl LocalStore {
     /// that lives briefly (`None` when ward serves the bytes itself).
     pub async fn redirect(&self, object: &StoredObject, path: &ObjectPath, download: Option<&str>) -> Result<Option<String>, StorageError> {
         match &self.s3 {
-            Some(s3) => Ok(Some(s3.presigned_get(&object.bucket, path, &object.content_type, download).await?)),
+            Some(s3) => Ok(Some(s3.presigned_get(&object.bucket, path, object.id, &object.content_type, download).await?)),
             None => Ok(None),
         }
     }
@@ -514,41 +514,60 @@ impl LocalStore {
             "lastModified": now.to_rfc3339(),
             "httpStatusCode": 200,
         });
-        let tx = self.service_tx(false).await?;
+        let id = Uuid::new_v4();
+        // S3: the bytes go first, under a key of this object's own id, with no transaction
+        // open (a large upload takes minutes); the row then decides whether they count.
+        if let Some(s3) = &self.s3 {
+            s3.put_file(bucket, path, id, tmp_path, size, content_type).await?;
+        }
+        let discard = || async {
+            if let Some(s3) = &self.s3 {
+                let _ = s3.remove(bucket, path, id).await;
+            }
+        };
+        let tx = match self.service_tx(false).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                discard().await;
+                return Err(e);
+            }
+        };
         let inserted = tx
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "insert into storage.objects (bucket_id, name, metadata) values ($1, $2, $3) \
-                 returning id, created_at, updated_at",
-                [bucket.into(), path.as_str().into(), metadata.into()],
+                "insert into storage.objects (id, bucket_id, name, metadata) values ($1, $2, $3, $4) \
+                 returning created_at, updated_at",
+                [id.into(), bucket.into(), path.as_str().into(), metadata.into()],
             ))
             .await;
         let row = match inserted {
             Ok(Some(row)) => row,
-            Ok(None) => return Err(StorageError::other("storing an object's row", DbErr::RecordNotInserted)),
-            Err(e) if matches!(classify(&e), DbFailure::Duplicate(_)) => return Err(StorageError::AlreadyExists),
-            Err(e) => return Err(StorageError::db("storing an object's row", e)),
+            Ok(None) => {
+                discard().await;
+                return Err(StorageError::other("storing an object's row", DbErr::RecordNotInserted));
+            }
+            Err(e) => {
+                discard().await;
+                return Err(match classify(&e) {
+                    DbFailure::Duplicate(_) => StorageError::AlreadyExists,
+                    _ => StorageError::db("storing an object's row", e),
+                });
+            }
         };
         let read = |e: DbErr| StorageError::db("storing an object's row", e);
-        let id: Uuid = row.try_get("", "id").map_err(read)?;
         let created_at: DateTime<Utc> = row.try_get("", "created_at").map_err(read)?;
         let updated_at: DateTime<Utc> = row.try_get("", "updated_at").map_err(read)?;
 
-        // The row, inserted first, decides: no other upload can publish at this path now.
+        // On disk the row, inserted first, decides: no other upload can publish here now.
         let final_path = self.file_path(bucket, path);
-        match &self.s3 {
-            Some(s3) => s3.put_file(bucket, path, tmp_path, size, content_type).await?,
-            None => publish(tmp_path, &final_path).await?,
+        if self.s3.is_none() {
+            publish(tmp_path, &final_path).await?;
         }
         if let Err(e) = crate::db::end(tx, true).await {
             // The row is gone with the transaction; so go the bytes this call wrote.
-            match &self.s3 {
-                Some(s3) => {
-                    let _ = s3.remove(bucket, path).await;
-                }
-                None => {
-                    let _ = tokio::fs::remove_file(&final_path).await;
-                }
+            discard().await;
+            if self.s3.is_none() {
+                let _ = tokio::fs::remove_file(&final_path).await;
             }
             return Err(StorageError::db("committing an object's row", e));
         }
@@ -604,22 +623,32 @@ impl LocalStore {
         if let Ok(bytes) = tokio::fs::read(&cached).await {
             return Ok((Bytes::from(bytes), output_type, object));
         }
+        // The permit comes before the source is read and goes with the render itself: a
+        // request cut while waiting holds no source, one cut while rendering frees nothing
+        // until the render ends.
+        let permit = self.renders.clone().acquire_owned().await.map_err(|e| StorageError::other("waiting to render", e))?;
         let source = self.download(bucket, path, MAX_RENDER_SOURCE_BYTES).await?;
-        let _permit = self.renders.acquire().await.map_err(|e| StorageError::other("waiting to render", e))?;
         let (transform, content_type) = (*transform, object.content_type.clone());
-        let (bytes, _) = tokio::task::spawn_blocking(move || transform.render(&source, &content_type))
+        let (bytes, _) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            transform.render(&source, &content_type)
+        })
             .await
             .map_err(|e| StorageError::other("rendering an image", e))??;
         // Kept for the next request: written aside and renamed, so a reader never sees half.
         let write = async {
             tokio::fs::create_dir_all(&dir).await?;
             let mut entries = tokio::fs::read_dir(&dir).await?;
-            let mut kept = 0;
-            while entries.next_entry().await?.is_some() {
-                kept += 1;
+            let mut kept = Vec::new();
+            while let Some(entry) = entries.next_entry().await? {
+                let modified = entry.metadata().await.and_then(|m| m.modified()).unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                kept.push((modified, entry.path()));
             }
-            if kept >= MAX_CACHED_VARIANTS {
-                return Ok(());
+            if kept.len() >= MAX_CACHED_VARIANTS {
+                kept.sort();
+                for (_, oldest) in kept.iter().take(kept.len() + 1 - MAX_CACHED_VARIANTS) {
+                    let _ = tokio::fs::remove_file(oldest).await;
+                }
             }
             let tmp = dir.join(format!("{key}.{}", Uuid::new_v4().simple()));
             tokio::fs::write(&tmp, &bytes).await?;
@@ -654,9 +683,7 @@ impl LocalStore {
         .await
         .map_err(|e| StorageError::db("deleting an object's row", e))?;
         let file = self.file_path(bucket, path);
-        if let Some(s3) = &self.s3 {
-            s3.remove(bucket, path).await?;
-        } else {
+        if self.s3.is_none() {
             match tokio::fs::remove_file(&file).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -664,6 +691,12 @@ impl LocalStore {
             }
         }
         crate::db::end(tx, true).await.map_err(|e| StorageError::db("committing a deletion", e))?;
+        // S3: the bytes go once the row is gone (a failed commit keeps both).
+        if let Some(s3) = &self.s3 {
+            if let Err(e) = s3.remove(bucket, path, object.id).await {
+                tracing::warn!(error = %e, bucket, object_id = %object.id, "removing a deleted object's bytes from S3 failed");
+            }
+        }
         let _ = tokio::fs::remove_dir_all(self.root.join(RENDER_DIR).join(object.id.simple().to_string())).await;
         // Empty folders left behind are removed, best effort (a concurrent upload into one
         // recreates it: see `publish`).
@@ -830,8 +863,8 @@ impl ObjectStore for LocalStore {
 
     async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
         if let Some(s3) = &self.s3 {
-            self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
-            return s3.read(bucket, path, max_bytes).await;
+            let object = self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
+            return s3.read(bucket, path, object.id, max_bytes).await;
         }
         let (_, file, len) = self.open(bucket, path).await?;
         if len > max_bytes {

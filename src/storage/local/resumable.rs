@@ -1,5 +1,5 @@
 //! Resumable uploads (TUS 1.0) of the local backend, kept on disk: an upload in progress is a
-//! folder `.resumable/{uuid}/` with `info.json` (what was promised: bucket, path, length,
+//! folder `.resumable/{slot}/` with `info.json` (what was promised: bucket, path, length,
 //! content type, expiry) and `data` (the bytes so far; its length is the offset). When the
 //! last byte arrives the data is published as the object, as a one-shot upload would be, and
 //! the folder keeps only `info.json` marked done, so that a client that missed the last answer
@@ -8,6 +8,11 @@
 //! The public upload id is Supabase's form: base64url of `{bucket}/{path}/{uuid}`. Every use
 //! of an id is authorised by the caller (a signed upload token for exactly that bucket and
 //! path, or the service role) before anything here runs.
+//!
+//! One object has at most one upload in progress: its folder (the slot) is named after the
+//! bucket and path, so a token cannot start uploads without end (each up to the promised size).
+//! A new creation replaces an unfinished upload nobody is writing to; the old id then finds
+//! nothing (its uuid is not the slot's).
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
@@ -29,6 +34,12 @@ use crate::storage::{ObjectPath, StorageError, UploadRules, validate_bucket};
 
 /// Folder (inside the storage root) of resumable uploads.
 const RESUMABLE_DIR: &str = ".resumable";
+/// Names an object's slot (a UUID v5 of `{bucket}/{path}`).
+const SLOT_NAMESPACE: Uuid = Uuid::from_u128(0x3f0e_9d7c_6b1a_4c2e_8f5d_0a9b_7c6d_5e4f);
+
+fn slot(bucket: &str, path: &str) -> Uuid {
+    Uuid::new_v5(&SLOT_NAMESPACE, format!("{bucket}/{path}").as_bytes())
+}
 /// How long an upload created with the service role (no token to expire with) may take.
 pub const SERVICE_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -127,12 +138,12 @@ fn io(context: &'static str) -> impl Fn(std::io::Error) -> StorageError {
 }
 
 impl LocalStore {
-    fn resumable_dir(&self, key: Uuid) -> PathBuf {
-        self.root.join(RESUMABLE_DIR).join(key.simple().to_string())
+    fn resumable_dir(&self, slot: Uuid) -> PathBuf {
+        self.root.join(RESUMABLE_DIR).join(slot.simple().to_string())
     }
 
     async fn write_info(&self, upload: &ResumableUpload) -> Result<(), StorageError> {
-        let dir = self.resumable_dir(upload.key);
+        let dir = self.resumable_dir(slot(&upload.bucket, &upload.path));
         let json = serde_json::to_vec(upload).map_err(|e| StorageError::other("writing an upload's info", e))?;
         let tmp = dir.join(format!("info.{}", Uuid::new_v4().simple()));
         tokio::fs::write(&tmp, json).await.map_err(io("writing an upload's info"))?;
@@ -156,6 +167,10 @@ impl LocalStore {
         if length > limit {
             return Err(StorageError::TooLarge { limit: Some(limit) });
         }
+        let slot = slot(bucket, path.as_str());
+        // An upload being written to keeps its place; an idle unfinished one is replaced.
+        let _writing = self.writing.enter(slot).map_err(|_| StorageError::AlreadyExists)?;
+        self.remove_resumable(slot).await?;
         let upload = ResumableUpload {
             bucket: bucket.to_string(),
             path: path.as_str().to_string(),
@@ -166,7 +181,7 @@ impl LocalStore {
             expires_at,
             done: false,
         };
-        let dir = self.resumable_dir(upload.key);
+        let dir = self.resumable_dir(slot);
         tokio::fs::create_dir_all(&dir).await.map_err(io("creating an upload"))?;
         tokio::fs::File::create(dir.join("data")).await.map_err(io("creating an upload"))?;
         self.write_info(&upload).await?;
@@ -176,7 +191,7 @@ impl LocalStore {
 
     /// An upload and its offset. Expired uploads are [`ResumableError::Gone`].
     pub async fn resumable(&self, id: &UploadId) -> Result<(ResumableUpload, u64), ResumableError> {
-        let dir = self.resumable_dir(id.key);
+        let dir = self.resumable_dir(slot(&id.bucket, id.path.as_str()));
         let info = match tokio::fs::read(dir.join("info.json")).await {
             Ok(info) => info,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound.into()),
@@ -184,7 +199,7 @@ impl LocalStore {
         };
         let upload: ResumableUpload =
             serde_json::from_slice(&info).map_err(|e| StorageError::other("reading an upload", e))?;
-        if upload.bucket != id.bucket || upload.path != id.path.as_str() {
+        if upload.bucket != id.bucket || upload.path != id.path.as_str() || upload.key != id.key {
             return Err(StorageError::NotFound.into());
         }
         if upload.done {
@@ -216,12 +231,12 @@ impl LocalStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let _writing = self.writing.enter(id.key)?;
+        let _writing = self.writing.enter(slot(&id.bucket, id.path.as_str()))?;
         let (upload, current) = self.resumable(id).await?;
         if upload.done || offset != current {
             return Err(ResumableError::OffsetConflict(current));
         }
-        let data = self.resumable_dir(id.key).join("data");
+        let data = self.resumable_dir(slot(&id.bucket, id.path.as_str())).join("data");
         let mut file = tokio::fs::OpenOptions::new().write(true).open(&data).await.map_err(io("opening an upload"))?;
         // Written at the offset, not appended: a write still in flight from a cut request
         // lands where it belongs, with the same bytes.
@@ -252,25 +267,49 @@ impl LocalStore {
         if at < upload.length {
             return Ok((at, None));
         }
+        let object = self.publish_complete(upload, id).await?;
+        Ok((at, Some(object)))
+    }
+
+    /// Publishes an upload whose every byte arrived but which is not published yet (its last
+    /// PATCH failed to publish: the database or S3 was away). A client asking for the offset
+    /// would otherwise see the whole length and take the upload for done.
+    pub async fn finish(&self, id: &UploadId) -> Result<(), ResumableError> {
+        let _writing = self.writing.enter(slot(&id.bucket, id.path.as_str()))?;
+        let (upload, offset) = self.resumable(id).await?;
+        if !upload.done && offset == upload.length {
+            self.publish_complete(upload, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a complete upload's data as its object (the caller holds the slot).
+    async fn publish_complete(&self, upload: ResumableUpload, id: &UploadId) -> Result<StoredObject, ResumableError> {
+        // Past its expiry the intent may be swept: an object published now would be nobody's.
+        if upload.expires_at < Utc::now() {
+            return Err(ResumableError::Gone);
+        }
+        let data = self.resumable_dir(slot(&upload.bucket, &upload.path)).join("data");
         let object = self
-            .commit(&upload.bucket, &id.path, &data, &upload.content_type, upload.cache_control.as_deref(), at)
+            .commit(&upload.bucket, &id.path, &data, &upload.content_type, upload.cache_control.as_deref(), upload.length)
             .await?;
         self.write_info(&ResumableUpload { done: true, ..upload }).await?;
         let _ = tokio::fs::remove_file(&data).await;
-        Ok((at, Some(object)))
+        Ok(object)
     }
 
     /// Ends an unfinished upload and removes what arrived of it.
     pub async fn terminate(&self, id: &UploadId) -> Result<(), ResumableError> {
-        let _writing = self.writing.enter(id.key)?;
+        let slot = slot(&id.bucket, id.path.as_str());
+        let _writing = self.writing.enter(slot)?;
         let (upload, _) = match self.resumable(id).await {
-            Err(ResumableError::Gone) => return self.remove_resumable(id.key).await.map_err(Into::into),
+            Err(ResumableError::Gone) => return self.remove_resumable(slot).await.map_err(Into::into),
             other => other?,
         };
         if upload.done {
             return Err(ResumableError::Completed);
         }
-        self.remove_resumable(id.key).await.map_err(Into::into)
+        self.remove_resumable(slot).await.map_err(Into::into)
     }
 
     async fn remove_resumable(&self, key: Uuid) -> Result<(), StorageError> {

@@ -1,7 +1,9 @@
 //! Objects' bytes in an S3-compatible bucket (AWS S3, MinIO, Cloudflare R2, Ceph) instead of
 //! the local folder, for deployments that run several ward processes: every process shares
-//! the database (`storage.objects` rows, which decide what exists) and this bucket (the bytes,
-//! under `{prefix}{bucket}/{path}`). ward keeps its own checks in front of it: uploads arrive
+//! the database (`storage.objects` rows, which decide what exists and what it is called) and
+//! this bucket (the bytes, under `{prefix}{bucket}/{object id}`: each row's bytes have a key of
+//! their own, written once before the row and removed after it, so no upload or deletion can
+//! touch another's, and no object name, up to 1024 bytes, can make a key longer than S3's). ward keeps its own checks in front of it: uploads arrive
 //! at ward (bound by their token, refused past their size) and are written here (multipart
 //! above [`MULTIPART_THRESHOLD`]); downloads are checked by ward (the token, the GBV firewall)
 //! and then redirected to a presigned GET that lives [`REDIRECT_TTL`].
@@ -15,6 +17,7 @@ use object_store::path::Path;
 use object_store::signer::{Method, Signer, SignedUrlOptions};
 use object_store::{Attribute, Attributes, ObjectStore as _, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload};
 use tokio::io::AsyncReadExt;
+use uuid::Uuid;
 
 use crate::config::S3Settings;
 use crate::storage::{ObjectPath, StorageError};
@@ -60,8 +63,8 @@ impl S3Blobs {
         Ok(S3Blobs { store, prefix: settings.prefix.clone() })
     }
 
-    fn key(&self, bucket: &str, path: &ObjectPath) -> Result<Path, StorageError> {
-        Path::parse(format!("{}{bucket}/{}", self.prefix, path.as_str()))
+    fn key(&self, bucket: &str, _path: &ObjectPath, id: Uuid) -> Result<Path, StorageError> {
+        Path::parse(format!("{}{bucket}/{}", self.prefix, id.simple()))
             .map_err(|_| StorageError::InvalidPath("the path cannot be an S3 key".into()))
     }
 
@@ -70,11 +73,12 @@ impl S3Blobs {
         &self,
         bucket: &str,
         path: &ObjectPath,
+        id: Uuid,
         file: &FsPath,
         size: u64,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        let key = self.key(bucket, path)?;
+        let key = self.key(bucket, path, id)?;
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, content_type.to_string().into());
         let read = |e: std::io::Error| StorageError::other("reading an upload for S3", e);
@@ -108,8 +112,8 @@ impl S3Blobs {
     }
 
     /// Reads a whole object, refusing one larger than `max_bytes`.
-    pub async fn read(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
-        let key = self.key(bucket, path)?;
+    pub async fn read(&self, bucket: &str, path: &ObjectPath, id: Uuid, max_bytes: u64) -> Result<Bytes, StorageError> {
+        let key = self.key(bucket, path, id)?;
         let got = self.store.get(&key).await.map_err(unavailable("reading an object"))?;
         if got.meta.size > max_bytes {
             return Err(StorageError::TooLarge { limit: Some(max_bytes) });
@@ -122,10 +126,11 @@ impl S3Blobs {
         &self,
         bucket: &str,
         path: &ObjectPath,
+        id: Uuid,
         content_type: &str,
         download: Option<&str>,
     ) -> Result<String, StorageError> {
-        let key = self.key(bucket, path)?;
+        let key = self.key(bucket, path, id)?;
         let mut query = vec![("response-content-type".to_string(), content_type.to_string())];
         if let Some(name) = download {
             query.push(("response-content-disposition".to_string(), format!("attachment; filename=\"{name}\"")));
@@ -140,8 +145,8 @@ impl S3Blobs {
     }
 
     /// Removes an object's bytes (nothing there is not an error).
-    pub async fn remove(&self, bucket: &str, path: &ObjectPath) -> Result<(), StorageError> {
-        let key = self.key(bucket, path)?;
+    pub async fn remove(&self, bucket: &str, path: &ObjectPath, id: Uuid) -> Result<(), StorageError> {
+        let key = self.key(bucket, path, id)?;
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(unavailable("deleting an object")(e)),
