@@ -71,6 +71,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0010_upload_limits.sql"),
                 down: include_str!("sql/0010_upload_limits_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261129_000011_ticket_search",
+                up: include_str!("sql/0011_ticket_search.sql"),
+                down: include_str!("sql/0011_ticket_search_down.sql"),
+            }),
         ]
     }
 }

@@ -210,6 +210,9 @@ impl Conditions {
     }
 }
 
+/// The shortest search text looked up through the trigram indexes.
+const MIN_INDEXED_SEARCH: usize = 3;
+
 fn filter_conditions(filter: &TicketFilter) -> Conditions {
     let mut c = Conditions::default();
     if !filter.statuses.is_empty() {
@@ -243,7 +246,15 @@ fn filter_conditions(filter: &TicketFilter) -> Conditions {
     if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let p = c.bind(format!("%{escaped}%"));
-        c.push(format!("(title ilike {p} escape '\\' or description ilike {p} escape '\\')"));
+        if search.chars().count() >= MIN_INDEXED_SEARCH {
+            // Through the trigram indexes, visible tickets only (migration 0011, P-SEARCH);
+            // the policy still applies to the rows read here.
+            c.push(format!("id in (select app.search_ticket_ids({p}))"));
+        } else {
+            // Trigrams need three characters: shorter text is looked for among what the
+            // caller sees, row by row.
+            c.push(format!("(title ilike {p} escape '\\' or description ilike {p} escape '\\')"));
+        }
     }
     c
 }

@@ -584,3 +584,42 @@ async fn the_ticket_policy_is_inlined_so_pages_use_the_indexes() {
     assert!(!plan.contains("ticket_visible_to"), "the visibility function was not inlined:\n{plan}");
     assert!(plan.contains("municipality_id = $"), "the municipality condition is not visible to the planner:\n{plan}");
 }
+
+/// P-SEARCH: `app.search_ticket_ids` (which reads through the trigram indexes as its owner)
+/// answers every caller exactly what a search of the table under the tickets policy would:
+/// for each demo person, the service role, and patterns that match visible, hidden and
+/// sensitive tickets; `anon` may not call it.
+#[tokio::test]
+async fn search_through_the_index_sees_what_the_policy_shows() {
+    let (_db, pool) = setup().await;
+    let patterns = ["%pipe%", "%violence%", "%o%", "%water%", "%culvert%", "%street%", "%nothing matches%"];
+    let mut callers: Vec<(String, Caller)> = PEOPLE.iter().map(|p| (p.email.to_string(), caller(p.email))).collect();
+    callers.push(("service".into(), Caller::Service));
+    let mut nonempty = 0;
+    for (who, c) in &callers {
+        for pattern in patterns {
+            let through_index =
+                ids_as(&pool, c, &format!("select id::text from tickets where id in (select app.search_ticket_ids('{pattern}'))")).await.unwrap();
+            let raw = ids_as(&pool, c, &format!("select app.search_ticket_ids('{pattern}')::text")).await.unwrap();
+            let policy = ids_as(&pool, c, &format!("select id::text from tickets where title ilike '{pattern}' or description ilike '{pattern}'"))
+                .await
+                .unwrap();
+            assert_eq!(raw, policy, "{who} {pattern}: the function alone tells no more than the table");
+            assert_eq!(through_index, policy, "{who} {pattern}");
+            nonempty += usize::from(!policy.is_empty());
+        }
+    }
+    assert!(nonempty > 20, "the patterns match something for most callers ({nonempty})");
+    // The sensitive case is found by those who may read it and nobody else.
+    let violence = |email: &str| {
+        let pool = pool.clone();
+        let c = caller(email);
+        async move { ids_as(&pool, &c, "select app.search_ticket_ids('%violence%')::text").await.unwrap() }
+    };
+    assert_eq!(violence(SAPS).await, set(&[ticket(3)]));
+    assert_eq!(violence(MANAGER).await, set(&[ticket(3)]), "managers see sensitive tickets of their municipality");
+    assert!(violence(WORKER).await.is_empty());
+    assert!(violence(OTHER_MANAGER).await.is_empty());
+    let anon = exec_as(&pool, &Caller::Anonymous, "select app.search_ticket_ids('%pipe%')", vec![]).await;
+    assert!(anon.is_err(), "anon may not call it");
+}
