@@ -304,16 +304,45 @@ pub async fn list(
     }
 }
 
-/// How many tickets the caller can see that match `filter`.
+/// Up to how many matching tickets a count is exact.
+pub const EXACT_COUNT_LIMIT: i64 = 10_000;
+
+/// How many tickets match a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketCount {
+    pub count: i64,
+    /// `false` past [`EXACT_COUNT_LIMIT`]: `count` is then PostgreSQL's estimate.
+    pub exact: bool,
+}
+
+/// How many tickets the caller can see that match `filter`: exact up to
+/// [`EXACT_COUNT_LIMIT`] (counting stops there, so a page view never reads a whole large
+/// municipality), and beyond it the planner's estimate under the caller's policies.
 #[tracing::instrument(skip_all)]
-pub async fn count(db: &impl ConnectionTrait, filter: &TicketFilter) -> Result<i64, DomainError> {
+pub async fn count(db: &impl ConnectionTrait, filter: &TicketFilter) -> Result<TicketCount, DomainError> {
     let c = filter_conditions(filter);
-    let sql = format!("select count(*) as n from tickets {}", c.where_clause());
+    let sql = format!(
+        "select count(*) as n from (select 1 from tickets {} limit {}) matching",
+        c.where_clause(),
+        EXACT_COUNT_LIMIT + 1
+    );
     let row = db
-        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values))
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values.clone()))
         .await?
         .ok_or_else(|| DomainError::Db(sea_orm::DbErr::RecordNotFound("count".into())))?;
-    Ok(row.try_get::<i64>("", "n")?)
+    let n = row.try_get::<i64>("", "n")?;
+    if n <= EXACT_COUNT_LIMIT {
+        return Ok(TicketCount { count: n, exact: true });
+    }
+    let explain = format!("explain (format json) select 1 from tickets {}", c.where_clause());
+    let plan = db
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, explain, c.values))
+        .await?
+        .ok_or_else(|| DomainError::Db(sea_orm::DbErr::RecordNotFound("plan".into())))?;
+    let plan: serde_json::Value = plan.try_get("", "QUERY PLAN")?;
+    let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+    // Never less than what was counted.
+    Ok(TicketCount { count: estimate.max(n), exact: false })
 }
 
 /// A ticket the caller can see.

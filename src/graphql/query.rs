@@ -57,6 +57,6 @@ impl TicketQuery {
         let page = Page::from_relay(first, after.as_deref(), last, before.as_deref(), order.field)
             .map_err(ApiError::from)?;
         let result = run(ctx, async |tx| tickets::list(tx, &filter, order, &page).await).await?;
-        Ok(TicketConnection { page: result, filter, field: order.field, items: Default::default() })
+        Ok(TicketConnection { page: result, filter, field: order.field, items: Default::default(), count: Default::default() })
     }
 }

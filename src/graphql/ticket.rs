@@ -395,6 +395,8 @@ pub struct TicketConnection {
     /// The scope its tickets are made in, with what was loaded ahead for them (once, by
     /// whichever of `nodes` and `edges` comes first).
     pub items: tokio::sync::OnceCell<Scope>,
+    /// The count, once, for `totalCount` and `totalCountIsExact`.
+    pub count: tokio::sync::OnceCell<tickets::TicketCount>,
 }
 
 /// One ticket of a page, with its cursor.
@@ -420,6 +422,12 @@ impl TicketConnection {
     async fn items(&self, ctx: &Context<'_>, ticket: async_graphql::Lookahead<'_>) -> Result<Scope, ApiError> {
         let scope = self.items.get_or_try_init(|| ahead_for(ctx, &self.page.tickets, ticket)).await?;
         Ok(scope.clone())
+    }
+
+    /// How many tickets match, counted once.
+    async fn counted(&self, ctx: &Context<'_>) -> async_graphql::Result<tickets::TicketCount> {
+        let count = self.count.get_or_try_init(|| run(ctx, async |tx| tickets::count(tx, &self.filter).await)).await?;
+        Ok(*count)
     }
 }
 
@@ -503,9 +511,16 @@ impl TicketConnection {
         }
     }
 
-    /// How many tickets match the filter (all pages).
+    /// How many tickets match the filter (all pages): exact up to 10,000; beyond that
+    /// PostgreSQL's estimate (see `totalCountIsExact`), so that a page view of a large city
+    /// does not count all of it.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(run(ctx, async |tx| tickets::count(tx, &self.filter).await).await?)
+        Ok(self.counted(ctx).await?.count)
+    }
+
+    /// Whether `totalCount` is exact (false past 10,000 matching tickets: an estimate).
+    async fn total_count_is_exact(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(self.counted(ctx).await?.exact)
     }
 }
 

@@ -480,3 +480,43 @@ async fn a_nested_page_of_50_costs_the_statements_of_a_page_of_5() {
     assert_eq!(costs[0], costs[1], "statements for 5 vs 50 tickets: {costs:?}");
     assert!(costs[0] <= 12, "a nested page costs {} statements", costs[0]);
 }
+
+/// `totalCount` is exact up to 10,000 matching tickets and an estimate beyond (counting
+/// stops there), and says which: a manager of a large municipality gets an estimate, the
+/// citizen beside them an exact count, a narrow filter an exact count.
+#[tokio::test]
+async fn counts_are_exact_up_to_a_bound_and_estimated_beyond() {
+    let app = spawn_app().await;
+    let manager = demo::person(MANAGER).unwrap().profile_id;
+    let owner = app.db.owner().await;
+    owner
+        .execute_unprepared(&format!(
+            "insert into tickets (municipality_id, category, title, reporter_id, ward_id)
+             select '{}', 'WATER', 'Bulk ' || i, '{manager}', '{}' from generate_series(1, 10100) i;
+             analyze tickets;",
+            DEMO.id, WARDS[0].0
+        ))
+        .await
+        .unwrap();
+    let count = |who: &'static str, filter: Value| {
+        let app = &app;
+        async move {
+            let q = "query($f: TicketFilter) { tickets(first: 2, filter: $f) { totalCount totalCountIsExact nodes { id } } }";
+            let response = app.graphql(Some(who), q, json!({ "f": filter })).await;
+            assert!(response.get("errors").is_none(), "{who}: {response}");
+            let t = &response["data"]["tickets"];
+            (t["totalCount"].as_i64().unwrap(), t["totalCountIsExact"].as_bool().unwrap())
+        }
+    };
+    let (n, exact) = count(MANAGER, json!({})).await;
+    assert!(!exact, "past the bound: an estimate");
+    assert!((10_001..=12_500).contains(&n), "a fair estimate of ~10,104: {n}");
+    let (n, exact) = count(CITIZEN, json!({})).await;
+    let own = TICKETS.iter().filter(|t| t.reporter == CITIZEN).count() as i64;
+    assert_eq!((n, exact), (own, true));
+    let (n, exact) = count(MANAGER, json!({ "search": "Bulk 100" })).await;
+    // "Bulk 100", "Bulk 1000"…"Bulk 1009", "Bulk 10000"…"Bulk 10099".
+    assert_eq!((n, exact), (1 + 10 + 100, true));
+    let (n, exact) = count(OTHER_MANAGER, json!({})).await;
+    assert!(exact && n < 100, "another municipality's manager counts only theirs: {n}");
+}
