@@ -4,6 +4,7 @@
 mod cpu;
 mod env;
 mod http;
+mod scale;
 mod soak;
 mod storage;
 mod subscriptions;
@@ -43,6 +44,8 @@ enum Command {
     /// Storage: a resumable (TUS) upload against one PUT, and image rendering (first and
     /// cached) against reading the original.
     Storage(storage::Options),
+    /// Reads at 10k, 100k and 1M tickets in one municipality: pages, totalCount, text search.
+    Scale(scale::Options),
 }
 
 #[tokio::main]
@@ -55,5 +58,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Http(options) => http::run(&cli.ward, &options).await,
         Command::Soak(options) => soak::run(&cli.ward, &options).await,
         Command::Storage(options) => storage::run(&cli.ward, &options).await,
+        Command::Scale(options) => scale::run(&cli.ward, &options).await,
     }
 }

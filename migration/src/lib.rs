@@ -76,6 +76,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0011_ticket_search.sql"),
                 down: include_str!("sql/0011_ticket_search_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261129_000012_tracking_numbers",
+                up: include_str!("sql/0012_tracking_numbers.sql"),
+                down: include_str!("sql/0012_tracking_numbers_down.sql"),
+            }),
         ]
     }
 }

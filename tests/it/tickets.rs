@@ -520,3 +520,46 @@ async fn counts_are_exact_up_to_a_bound_and_estimated_beyond() {
     let (n, exact) = count(OTHER_MANAGER, json!({})).await;
     assert!(exact && n < 100, "another municipality's manager counts only theirs: {n}");
 }
+
+/// A municipality's millionth ticket of a year gets a seven-digit number, not the number of
+/// its hundred-thousandth (lpad cut it to six digits, and the ticket could not be created).
+#[tokio::test]
+async fn tracking_numbers_grow_past_six_digits() {
+    let app = spawn_app().await;
+    let year = chrono::Utc::now().format("%Y").to_string();
+    app.db
+        .owner()
+        .await
+        .execute_unprepared(&format!(
+            "insert into ticket_counters (municipality_id, year, last_value) values ('{}', {year}, 99999)
+             on conflict (municipality_id, year) do update set last_value = 99999",
+            DEMO.id
+        ))
+        .await
+        .unwrap();
+    let mut numbers = Vec::new();
+    for (i, last) in [(0, 99_999), (1, 999_998)] {
+        if i == 1 {
+            app.db
+                .owner()
+                .await
+                .execute_unprepared(&format!("update ticket_counters set last_value = {last} where municipality_id = '{}'", DEMO.id))
+                .await
+                .unwrap();
+        }
+        for who in [CITIZEN, MANAGER] {
+            let response = app.graphql(Some(who), CREATE, json!({ "input": { "title": "Counted", "category": "ROADS" } })).await;
+            numbers.push(data(&response, "createTicket")["trackingNumber"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        numbers,
+        [100_000, 100_001, 999_999, 1_000_000].map(|n| format!("DEMO-{year}-{n:06}")),
+        "{numbers:?}"
+    );
+    // And it is found by its number.
+    let found = app
+        .graphql(Some(MANAGER), "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { title } }", json!({ "n": numbers[3] }))
+        .await;
+    assert_eq!(found["data"]["ticketByTrackingNumber"]["title"], "Counted", "{found}");
+}

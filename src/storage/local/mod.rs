@@ -347,20 +347,28 @@ impl LocalStore {
 
     /// A bucket's settings ([`StorageError::NotFound`] when there is no such bucket).
     pub async fn bucket(&self, bucket: &str) -> Result<Bucket, StorageError> {
+        Ok(self.bucket_and_object(bucket, None).await?.0)
+    }
+
+    /// A bucket's settings and, with a `path`, whether an object is already there: one
+    /// statement (uploads ask both; the store's own pool is small and busy under load).
+    async fn bucket_and_object(&self, bucket: &str, path: Option<&ObjectPath>) -> Result<(Bucket, bool), StorageError> {
         validate_bucket(bucket)?;
         let tx = self.service_tx(true).await?;
         let row = tx
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "select public, file_size_limit, to_jsonb(allowed_mime_types) as mimes \
-                 from storage.buckets where id = $1",
-                [bucket.into()],
+                "select b.public, b.file_size_limit, to_jsonb(b.allowed_mime_types) as mimes, \
+                 exists (select 1 from storage.objects o where o.bucket_id = b.id and o.name = $2) as taken \
+                 from storage.buckets b where b.id = $1",
+                [bucket.into(), path.map(|p| p.as_str().to_string()).into()],
             ))
             .await
             .map_err(|e| StorageError::db("reading a bucket", e))?;
         let _ = crate::db::end(tx, true).await;
         let row = row.ok_or(StorageError::NotFound)?;
         let read = |e: DbErr| StorageError::db("reading a bucket", e);
+        let taken: bool = row.try_get("", "taken").map_err(read)?;
         let public: bool = row.try_get("", "public").map_err(read)?;
         let limit: Option<i64> = row.try_get("", "file_size_limit").map_err(read)?;
         let mimes: Option<Value> = row.try_get("", "mimes").map_err(read)?;
@@ -369,7 +377,7 @@ impl LocalStore {
             .and_then(|l| u64::try_from(l).ok())
             .filter(|l| *l > 0)
             .map_or(DEFAULT_MAX_OBJECT_BYTES, |l| l.min(MAX_OBJECT_BYTES));
-        Ok(Bucket { public, max_bytes, allowed_mime_types })
+        Ok((Bucket { public, max_bytes, allowed_mime_types }, taken))
     }
 
     /// Whether a link signed at `signed_at` to this object is void: it is a file of a
@@ -426,7 +434,7 @@ impl LocalStore {
         content_type: &str,
         rules: &UploadRules,
     ) -> Result<(String, u64), StorageError> {
-        let settings = self.bucket(bucket).await?;
+        let (settings, taken) = self.bucket_and_object(bucket, Some(path)).await?;
         let content_type = check_content_type(content_type, &settings)?;
         if let Some(promised) = &rules.content_type {
             if essence(&content_type) != essence(promised) {
@@ -438,7 +446,7 @@ impl LocalStore {
             }
         }
         let limit = rules.max_bytes.map_or(settings.max_bytes, |max| max.min(settings.max_bytes));
-        if self.object(bucket, path).await?.is_some() {
+        if taken {
             return Err(StorageError::AlreadyExists);
         }
         Ok((content_type, limit))
@@ -814,8 +822,7 @@ impl ObjectStore for LocalStore {
         expires_in: Duration,
         rules: &UploadRules,
     ) -> Result<SignedUpload, StorageError> {
-        self.bucket(bucket).await?;
-        if self.object(bucket, path).await?.is_some() {
+        if self.bucket_and_object(bucket, Some(path)).await?.1 {
             return Err(StorageError::AlreadyExists);
         }
         let grant = Grant { rules: rules.clone(), transform: None };
