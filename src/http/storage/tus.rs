@@ -246,7 +246,7 @@ async fn create(
 /// Appends a body and answers with the new offset (and `Tus-Complete: 1` at the end).
 async fn write(store: &LocalStore, upload: &ResumableUpload, offset: u64, body: Body) -> Result<u64> {
     let id = UploadId { bucket: upload.bucket.clone(), path: ObjectPath::parse(&upload.path)?, key: upload.key };
-    let (offset, _) = store.append(&id, offset, body.into_data_stream()).await?;
+    let (_, offset, _) = store.append(&id, offset, body.into_data_stream()).await?;
     Ok(offset)
 }
 
@@ -341,7 +341,7 @@ async fn patch(store: &LocalStore, id: &UploadId, headers: &HeaderMap, request: 
     let Some(offset) = header_str(headers, &UPLOAD_OFFSET).and_then(|v| v.parse::<u64>().ok()) else {
         return Err(refuse(request, bad("Upload-Offset must be a number of bytes")).await);
     };
-    let (offset, object) = match store.append(id, offset, request.into_body().into_data_stream()).await {
+    let (upload, offset, object) = match store.append(id, offset, request.into_body().into_data_stream()).await {
         Ok(done) => done,
         Err(error) => return Err(StorageHttpError { close: true, ..error.into() }),
     };
@@ -350,7 +350,7 @@ async fn patch(store: &LocalStore, id: &UploadId, headers: &HeaderMap, request: 
     h.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
     if object.is_some() {
         h.insert("tus-complete", HeaderValue::from_static("1"));
-    } else if let Ok((upload, _)) = store.resumable(id).await {
+    } else {
         set_expires(h, &upload, offset);
     }
     Ok(response)

@@ -635,7 +635,7 @@ impl LocalStore {
         // request cut while waiting holds no source, one cut while rendering frees nothing
         // until the render ends.
         let permit = self.renders.clone().acquire_owned().await.map_err(|e| StorageError::other("waiting to render", e))?;
-        let source = self.download(bucket, path, MAX_RENDER_SOURCE_BYTES).await?;
+        let source = self.read_bytes(&object, path, MAX_RENDER_SOURCE_BYTES).await?;
         let (transform, content_type) = (*transform, object.content_type.clone());
         let (bytes, _) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -666,6 +666,32 @@ impl LocalStore {
             tracing::warn!(error = %e, "keeping a rendered image failed");
         }
         Ok((Bytes::from(bytes), output_type, object))
+    }
+
+    /// The whole of an object whose row was read, refusing more than `max_bytes`.
+    async fn read_bytes(&self, object: &StoredObject, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
+        if let Some(s3) = &self.s3 {
+            return s3.read(&object.bucket, path, object.id, max_bytes).await;
+        }
+        let file = match tokio::fs::File::open(self.file_path(&object.bucket, path)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(StorageError::other("opening an object", e)),
+        };
+        let len = file.metadata().await.map_err(|e| StorageError::other("reading an object's size", e))?.len();
+        if len > max_bytes {
+            return Err(StorageError::TooLarge { limit: Some(max_bytes) });
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        // One byte more than allowed tells a file that grew after the check.
+        file.take(max_bytes + 1)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| StorageError::other("reading an object", e))?;
+        if buf.len() as u64 > max_bytes {
+            return Err(StorageError::TooLarge { limit: Some(max_bytes) });
+        }
+        Ok(Bytes::from(buf))
     }
 
     /// Removes an object's row and file.
@@ -869,29 +895,14 @@ impl ObjectStore for LocalStore {
     }
 
     async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
-        if let Some(s3) = &self.s3 {
-            let object = self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
-            return s3.read(bucket, path, object.id, max_bytes).await;
-        }
-        let (_, file, len) = self.open(bucket, path).await?;
-        if len > max_bytes {
-            return Err(StorageError::TooLarge { limit: Some(max_bytes) });
-        }
-        let mut buf = Vec::with_capacity(len as usize);
-        // One byte more than allowed tells a file that grew after the check.
-        file.take(max_bytes + 1)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| StorageError::other("reading an object", e))?;
-        if buf.len() as u64 > max_bytes {
-            return Err(StorageError::TooLarge { limit: Some(max_bytes) });
-        }
-        Ok(Bytes::from(buf))
+        let object = self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
+        self.read_bytes(&object, path, max_bytes).await
     }
 
     async fn delete(&self, bucket: &str, path: &ObjectPath) -> Result<(), StorageError> {
         self.remove(bucket, path).await.map(|_| ())
     }
+
 
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
         self.url("object/public", bucket, path)

@@ -217,8 +217,8 @@ impl LocalStore {
         Ok((upload, offset))
     }
 
-    /// Appends a PATCH body at `offset` (which must be the upload's): the new offset, and the
-    /// stored object when this was the last byte. Bytes received before a cut connection are
+    /// Appends a PATCH body at `offset` (which must be the upload's): the upload, its new
+    /// offset, and the stored object when this was the last byte. Bytes received before a cut connection are
     /// kept, so the client resumes from them. A body that would go past the promised length is
     /// refused (what came before it stays).
     pub async fn append<S, E>(
@@ -226,7 +226,7 @@ impl LocalStore {
         id: &UploadId,
         offset: u64,
         body: S,
-    ) -> Result<(u64, Option<StoredObject>), ResumableError>
+    ) -> Result<(ResumableUpload, u64, Option<StoredObject>), ResumableError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -265,10 +265,10 @@ impl LocalStore {
         drop(file);
         outcome?;
         if at < upload.length {
-            return Ok((at, None));
+            return Ok((upload, at, None));
         }
-        let object = self.publish_complete(upload, id).await?;
-        Ok((at, Some(object)))
+        let object = self.publish_complete(upload.clone(), id).await?;
+        Ok((upload, at, Some(object)))
     }
 
     /// Publishes an upload whose every byte arrived but which is not published yet (its last
