@@ -4,9 +4,11 @@
 pub mod embedded;
 mod error;
 mod session;
+mod tx;
 
 pub use error::{DbFailure, answered, classify};
-pub use session::{COMMIT_OUTCOME_UNKNOWN, RlsSession, SessionError, begin, end};
+pub use session::{COMMIT_OUTCOME_UNKNOWN, RlsSession, SessionError};
+pub use tx::{Tx, begin, begin_statement, end};
 
 use std::time::Duration;
 

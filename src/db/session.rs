@@ -4,51 +4,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use tokio::sync::RwLock;
 
+use super::tx::{FinishedIfDropped, Tx, begin, end};
 use crate::auth::Caller;
-
-/// Opens a transaction as `caller`: `BEGIN`, then one statement that switches the role and
-/// sets `request.jwt.claims` (and read-only mode) for this transaction only.
-pub async fn begin(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    read_only: bool,
-) -> Result<DatabaseTransaction, DbErr> {
-    let pool = db.clone();
-    let tx = FinishedIfDropped::new(async move { pool.begin().await }).await?;
-    let sql = if read_only {
-        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-         set_config('transaction_read_only', 'on', true)"
-    } else {
-        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
-    };
-    tx.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [caller.db_role().into(), caller.claims_json().into()],
-    ))
-    .await?;
-    Ok(tx)
-}
-
-/// Commits or rolls back `tx`, and finishes doing so even if the caller is cancelled.
-///
-/// sqlx counts a transaction as ended only once the server has answered its `COMMIT` or
-/// `ROLLBACK`. A caller cancelled in between (a client that hangs up while its request
-/// commits) would drop a transaction that still counts as open; dropping queues another
-/// `ROLLBACK`, which then reaches a connection with no transaction (PostgreSQL's warning
-/// "there is no transaction in progress"), and the request's own outcome is left to chance.
-/// Finished in a task of its own, the transaction ends exactly once, as asked.
-pub async fn end(tx: DatabaseTransaction, commit: bool) -> Result<(), DbErr> {
-    FinishedIfDropped::new(async move { if commit { tx.commit().await } else { tx.rollback().await } }).await
-}
 
 /// The message of the error [`RlsSession::finish`] returns when a commit's outcome could not
 /// be learned.
@@ -62,7 +23,7 @@ const RESOLVE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 /// transaction's id is read before `COMMIT`, and `txid_status` on another connection says
 /// whether it committed. Committed: success after all. Aborted: the original error (nothing
 /// happened; retryable). Unknown within [`RESOLVE_FOR`]: [`COMMIT_OUTCOME_UNKNOWN`].
-async fn commit_resolved(db: &DatabaseConnection, tx: DatabaseTransaction) -> Result<(), DbErr> {
+async fn commit_resolved(db: &DatabaseConnection, tx: Tx) -> Result<(), DbErr> {
     let xid: Option<i64> = tx
         .query_one_raw(Statement::from_string(DbBackend::Postgres, "select txid_current_if_assigned() as xid"))
         .await?
@@ -94,54 +55,6 @@ async fn commit_resolved(db: &DatabaseConnection, tx: DatabaseTransaction) -> Re
     Err(DbErr::Custom(COMMIT_OUTCOME_UNKNOWN.into()))
 }
 
-/// A future that, if dropped before it is done, is finished in a task of its own.
-///
-/// `BEGIN` needs this: sqlx queues a `ROLLBACK` for a cancelled `BEGIN` only once the server
-/// has answered it, so a request cancelled in between (a client that hangs up) would return
-/// the connection to the pool inside a transaction, and the next user of that connection would
-/// find itself in a stranger's transaction (holding its snapshot until someone commits).
-/// Finished, the transaction is dropped as usual, which rolls it back. Only a cancelled request
-/// pays for the task.
-struct FinishedIfDropped<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
-where
-    F::Output: Send + 'static;
-
-impl<F: Future + Send + 'static> FinishedIfDropped<F>
-where
-    F::Output: Send + 'static,
-{
-    fn new(future: F) -> Self {
-        FinishedIfDropped(Some(Box::pin(future)))
-    }
-}
-
-impl<F: Future + Send + 'static> Future for FinishedIfDropped<F>
-where
-    F::Output: Send + 'static,
-{
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let Some(future) = self.0.as_mut() else {
-            panic!("FinishedIfDropped polled after it finished");
-        };
-        let output = std::task::ready!(future.as_mut().poll(cx));
-        self.0 = None;
-        Poll::Ready(output)
-    }
-}
-
-impl<F: Future + Send + 'static> Drop for FinishedIfDropped<F>
-where
-    F::Output: Send + 'static,
-{
-    fn drop(&mut self) {
-        if let (Some(future), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(future);
-        }
-    }
-}
-
 /// Failures of the session itself.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -153,7 +66,7 @@ pub enum SessionError {
 
 enum State {
     Idle,
-    Open(DatabaseTransaction),
+    Open(Tx),
     Finished,
 }
 
@@ -206,7 +119,7 @@ impl RlsSession {
 
     /// Runs `f` inside the request's transaction, beginning it if needed. Calls may overlap;
     /// the transaction serialises their statements.
-    pub async fn run<T, E>(&self, f: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, E>) -> Result<T, E>
+    pub async fn run<T, E>(&self, f: impl AsyncFnOnce(&Tx) -> Result<T, E>) -> Result<T, E>
     where
         E: From<SessionError>,
     {

@@ -154,7 +154,7 @@ pub fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
 /// Runs a domain function in the request's RLS transaction and converts its error.
 pub async fn run<T>(
     ctx: &Context<'_>,
-    f: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, DomainError>,
+    f: impl AsyncFnOnce(&crate::db::Tx) -> Result<T, DomainError>,
 ) -> Result<T, ApiError> {
     let session = &request(ctx)?.session;
     session.run(f).await.map_err(ApiError::from)
@@ -170,7 +170,7 @@ pub async fn run<T>(
 /// roll back, which works in any state.
 pub async fn run_mutation<T>(
     ctx: &Context<'_>,
-    f: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, DomainError>,
+    f: impl AsyncFnOnce(&crate::db::Tx) -> Result<T, DomainError>,
 ) -> Result<T, ApiError> {
     use sea_orm::ConnectionTrait;
     run(ctx, async |tx| {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, DbBackend};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use ward::app::{App, PreparedDatabase};
@@ -175,7 +175,7 @@ pub async fn ids_as(
     caller: &Caller,
     sql: &str,
 ) -> Result<std::collections::BTreeSet<String>, DbErr> {
-    let tx: DatabaseTransaction = db::begin(pool, caller, true).await?;
+    let tx: db::Tx = db::begin(pool, caller, true).await?;
     let rows = tx.query_all_raw(Statement::from_string(DbBackend::Postgres, sql)).await;
     tx.rollback().await?;
     rows?.into_iter().map(|row| row.try_get_by_index::<String>(0)).collect()

@@ -164,3 +164,107 @@ async fn reads_racing_with_outside_work_never_find_the_session_ended() {
     assert!(failures.is_empty(), "{} failed, e.g. {:?}", failures.len(), failures.first());
     session.finish(true).await.unwrap();
 }
+
+/// `BEGIN` and the claims go to PostgreSQL as one simple query with the claims written in as a
+/// literal; claims carry text from outside (a person's name in `user_metadata`). Whatever the
+/// text, PostgreSQL must see exactly the claims, as `authenticated`, and nothing else run.
+#[tokio::test]
+async fn claims_with_quotes_and_backslashes_reach_postgres_exactly() {
+    let test_db = TestDb::new().await;
+    let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
+    let hostile = [
+        "O'Brien",
+        "'); set local role service_role; select ('",
+        "\\'; set local role service_role; --",
+        "$$; reset role; $$",
+        "back\\slash \\\\ and \\x41 and \\u0041",
+        "E'\\'' || current_user || ''",
+        "line\nbreak\ttab and émoji 🚰",
+    ];
+    for name in hostile {
+        let sub = uuid::Uuid::new_v4();
+        let raw = serde_json::json!({
+            "sub": sub, "role": "authenticated", "aud": "authenticated",
+            "user_metadata": { "full_name": name }
+        });
+        let caller = ward::auth::Caller::User(ward::auth::UserClaims {
+            sub,
+            email: None,
+            phone: None,
+            exp: i64::MAX,
+            raw: raw.clone(),
+        });
+        for read_only in [true, false] {
+            let tx = db::begin(&pool, &caller, read_only).await.unwrap();
+            let row = tx
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "select current_user::text as who, current_setting('request.jwt.claims') as claims, \
+                            current_setting('transaction_read_only') as ro",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.try_get::<String>("", "who").unwrap(), "authenticated", "{name}");
+            let seen: serde_json::Value = serde_json::from_str(&row.try_get::<String>("", "claims").unwrap()).unwrap();
+            assert_eq!(seen, raw, "{name}");
+            assert_eq!(row.try_get::<String>("", "ro").unwrap(), if read_only { "on" } else { "off" });
+            tx.rollback().await.unwrap();
+        }
+    }
+}
+
+/// A read-only transaction's end is queued rather than awaited (it goes out with the pool's
+/// check of the connection). The connection must still come back outside any transaction,
+/// and the next transaction on it must see what others committed meanwhile.
+#[tokio::test]
+async fn a_read_only_commit_leaves_the_connection_clean_for_the_next_request() {
+    let test_db = TestDb::new().await;
+    let owner = test_db.owner().await;
+    let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
+    let manager = caller("manager@demo.test");
+    let title = |tx: db::Tx| async move {
+        let row = tx
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "select title from tickets where tracking_number = 'DEMO-2026-000001'",
+            ))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        row.map(|r| r.try_get::<String>("", "title").unwrap())
+    };
+    let before = title(db::begin(&pool, &manager, true).await.unwrap()).await;
+    assert!(before.is_some(), "the manager sees the demo ticket");
+    back_in_the_pool(&pool).await;
+    assert_eq!(idle_in_transaction(&owner).await, 0, "a read-only commit left the connection inside its transaction");
+    owner
+        .execute_unprepared("update tickets set title = 'Changed between requests' where tracking_number = 'DEMO-2026-000001'")
+        .await
+        .unwrap();
+    let after = title(db::begin(&pool, &manager, true).await.unwrap()).await;
+    assert_eq!(after.as_deref(), Some("Changed between requests"), "the next request ran in the old snapshot");
+}
+
+/// If the server refuses the preamble (here: `authenticator` may no longer become
+/// `authenticated`), `begin` fails, and the connection is closed rather than returned to the
+/// pool inside a failed transaction, where the next request would inherit it.
+#[tokio::test]
+async fn a_refused_preamble_fails_the_request_and_poisons_no_connection() {
+    let test_db = TestDb::new().await;
+    let owner = test_db.owner().await;
+    let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
+    owner.execute_unprepared("revoke authenticated from authenticator").await.unwrap();
+    let refused = db::begin(&pool, &caller("manager@demo.test"), true).await;
+    assert!(refused.is_err(), "the preamble should have been refused");
+    owner.execute_unprepared("grant authenticated to authenticator").await.unwrap();
+    let tx = db::begin(&pool, &caller("manager@demo.test"), true).await.unwrap();
+    let row = tx
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select current_user::text as who"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "who").unwrap(), "authenticated");
+    tx.rollback().await.unwrap();
+    assert_eq!(idle_in_transaction(&owner).await, 0);
+}

@@ -31,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -339,7 +339,7 @@ impl LocalStore {
         format!("{}/storage/v1/upload/resumable/sign", self.public_url)
     }
 
-    async fn service_tx(&self, read_only: bool) -> Result<DatabaseTransaction, StorageError> {
+    async fn service_tx(&self, read_only: bool) -> Result<crate::db::Tx, StorageError> {
         crate::db::begin(&self.db, &Caller::Service, read_only)
             .await
             .map_err(|e| StorageError::db("opening a storage transaction", e))
@@ -775,7 +775,7 @@ async fn publish(tmp: &Path, final_path: &Path) -> Result<(), StorageError> {
 }
 
 async fn find_object(
-    tx: &DatabaseTransaction,
+    tx: &crate::db::Tx,
     bucket: &str,
     path: &ObjectPath,
 ) -> Result<Option<StoredObject>, StorageError> {
