@@ -206,7 +206,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let listen_url = config.database_listen_url.clone().unwrap_or_else(|| database.request_url.clone());
         let realtime = Realtime::start(pool.clone(), listen_url, config.subscriber_buffer, shutdown.clone());
-        let metrics = Metrics::new(realtime.clone(), pool.clone(), config.db_pool_size);
+        let metrics = Metrics::new(realtime.clone(), pool.clone(), config.db_pool_size, config.metrics_token.as_ref());
         let storage = MeteredStore::wrap(storage, metrics.clone());
         let services = Services {
             realtime: realtime.clone(),

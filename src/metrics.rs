@@ -36,6 +36,7 @@ use prometheus_client::registry::Registry;
 use sea_orm::DatabaseConnection;
 
 use crate::app::AppState;
+use crate::auth::SharedSecret;
 use crate::config::Secret;
 use crate::realtime::Realtime;
 use crate::storage::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules};
@@ -91,11 +92,19 @@ pub struct Metrics {
     graphql_duration: HistogramFamily<OperationTypeLabels>,
     storage_calls: Family<StorageLabels, Counter>,
     storage_duration: HistogramFamily<StorageLabels>,
+    /// `WARD_METRICS_TOKEN`: scrapes must present it as a bearer token.
+    scrape_token: Option<SharedSecret>,
 }
 
 impl Metrics {
-    /// Metrics for one application; `realtime` and `pool` are read at each scrape.
-    pub fn new(realtime: Realtime, pool: DatabaseConnection, pool_max: u32) -> Arc<Metrics> {
+    /// Metrics for one application; `realtime` and `pool` are read at each scrape, which must
+    /// present `scrape_token` when one is given.
+    pub fn new(
+        realtime: Realtime,
+        pool: DatabaseConnection,
+        pool_max: u32,
+        scrape_token: Option<&Secret>,
+    ) -> Arc<Metrics> {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("ward_http_requests", "HTTP requests answered, by route and status", http_requests.clone());
@@ -135,6 +144,7 @@ impl Metrics {
             graphql_duration,
             storage_calls,
             storage_duration,
+            scrape_token: scrape_token.and_then(SharedSecret::new),
         })
     }
 
@@ -259,7 +269,7 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
 
 /// `GET /metrics`. With `WARD_METRICS_TOKEN`, only for `Authorization: Bearer <token>`.
 pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.config.metrics_token
+    if let Some(token) = &state.metrics.scrape_token
         && !bearer_matches(&headers, token)
     {
         return (
@@ -278,17 +288,13 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
-/// Compares in time independent of where the strings differ.
-fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
-    let Some(given) = headers
+/// Whether the request's `Authorization: Bearer` is the scrape token.
+fn bearer_matches(headers: &HeaderMap, token: &SharedSecret) -> bool {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-    else {
-        return false;
-    };
-    let (given, expected) = (given.trim().as_bytes(), token.expose().as_bytes());
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        .is_some_and(|given| token.matches(given.trim()))
 }
 
 /// Middleware: counts and times every routed request by its route pattern.
@@ -486,7 +492,7 @@ mod tests {
 
     #[test]
     fn the_metrics_token_is_a_bearer() {
-        let token = Secret::new("s3cret");
+        let token = SharedSecret::new(&Secret::new("s3cret")).unwrap();
         let mut headers = HeaderMap::new();
         assert!(!bearer_matches(&headers, &token));
         headers.insert(AUTHORIZATION, "Bearer s3cre".parse().unwrap());

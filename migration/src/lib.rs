@@ -81,6 +81,11 @@ impl MigratorTrait for Migrator {
                 up: include_str!("sql/0012_tracking_numbers.sql"),
                 down: include_str!("sql/0012_tracking_numbers_down.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m20261129_000013_one_event_payload",
+                up: include_str!("sql/0013_one_event_payload.sql"),
+                down: include_str!("sql/0013_one_event_payload_down.sql"),
+            }),
         ]
     }
 }

@@ -9,11 +9,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use super::jwks::Jwks;
-use super::{AuthError, Caller, UserClaims};
+use super::{AuthError, Caller, SharedSecret, UserClaims};
 use crate::config::Secret;
 
 /// The longest `Authorization` header or token ward reads (16 KiB).
@@ -27,30 +24,7 @@ pub struct Authenticator {
     /// The project's published keys, when asymmetric tokens are accepted.
     jwks: Option<Jwks>,
     /// The relay's bearer secret, when one is configured.
-    relay: Option<RelaySecret>,
-}
-
-/// The relay's shared secret, compared in constant time: both sides go through HMAC-SHA256
-/// under a random per-process key and the tags are compared with `verify_slice` (constant
-/// time), so neither the secret's content nor its length leaks through timing.
-struct RelaySecret {
-    key: [u8; 32],
-    tag: Vec<u8>,
-}
-
-impl RelaySecret {
-    fn new(secret: &Secret) -> Option<Self> {
-        let key: [u8; 32] = rand::random();
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
-        mac.update(secret.expose().as_bytes());
-        Some(RelaySecret { key, tag: mac.finalize().into_bytes().to_vec() })
-    }
-
-    fn matches(&self, candidate: &str) -> bool {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else { return false };
-        mac.update(candidate.as_bytes());
-        mac.verify_slice(&self.tag).is_ok()
-    }
+    relay: Option<SharedSecret>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -74,7 +48,7 @@ impl Authenticator {
 
     /// Also accepts `Bearer <secret>` from the relay, as the service role.
     pub fn with_relay_secret(mut self, secret: Option<&Secret>) -> Self {
-        self.relay = secret.filter(|s| !s.expose().is_empty()).and_then(RelaySecret::new);
+        self.relay = secret.and_then(SharedSecret::new);
         self
     }
 

@@ -4,10 +4,12 @@
 mod error;
 mod jwks;
 mod jwt;
+mod shared_secret;
 
 pub use error::AuthError;
 pub use jwks::{MAX_AGE as JWKS_MAX_AGE, MIN_REFRESH_INTERVAL as JWKS_MIN_REFRESH_INTERVAL};
 pub use jwt::{Authenticator, TokenIssuer};
+pub use shared_secret::SharedSecret;
 
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -8,7 +8,7 @@ mod tx;
 
 pub use error::{DbFailure, answered, classify};
 pub use session::{COMMIT_OUTCOME_UNKNOWN, RlsSession, SessionError};
-pub use tx::{Tx, begin, begin_statement, end};
+pub use tx::{Tx, begin, begin_sql, begin_statement, end};
 
 use std::time::Duration;
 

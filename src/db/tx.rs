@@ -49,11 +49,15 @@ impl Drop for Open {
 /// `set_config` calls stay a `SELECT`, so `pg_stat_statements` keeps one entry for them
 /// rather than one per token.
 pub fn begin_statement(caller: &Caller, read_only: bool) -> String {
+    begin_sql(read_only, &literal(caller.db_role()), &literal(&caller.claims_json()))
+}
+
+/// [`begin_statement`] with the role and the claims given as SQL expressions: literals, or the
+/// variables of a benchmark that sends what ward sends.
+pub fn begin_sql(read_only: bool, role: &str, claims: &str) -> String {
     format!(
-        "{}; select set_config('role', {}, true), set_config('request.jwt.claims', {}, true)",
+        "{}; select set_config('role', {role}, true), set_config('request.jwt.claims', {claims}, true)",
         if read_only { "begin read only" } else { "begin" },
-        literal(caller.db_role()),
-        literal(&caller.claims_json()),
     )
 }
 

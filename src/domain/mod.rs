@@ -4,6 +4,7 @@
 pub mod cursor;
 mod error;
 pub mod municipalities;
+pub mod paging;
 pub mod photos;
 pub mod profiles;
 pub mod tickets;

@@ -42,9 +42,6 @@ pub const MAX_FILENAME_INPUT: usize = 255;
 const MAX_SIDE_PIXELS: u32 = 12_000;
 /// The most memory decoding one photo may take.
 const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
-/// The most photos one page may hold, and the default.
-pub const MAX_PAGE_SIZE: u64 = 100;
-pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
 /// The image types a photo may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,18 +436,6 @@ pub async fn list(
 pub async fn count(db: &impl ConnectionTrait, profile_id: Uuid) -> Result<u64, DomainError> {
     use sea_orm::PaginatorTrait;
     Ok(Photo::find().filter(photo::Column::ProfileId.eq(profile_id)).count(db).await?)
-}
-
-/// Reads Relay's `first` for photos.
-pub fn page_size(first: Option<i32>) -> Result<u64, DomainError> {
-    match first {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(n) if n < 0 => Err(DomainError::BadInput("`first` must not be negative".into())),
-        Some(n) if n as u64 > MAX_PAGE_SIZE => {
-            Err(DomainError::BadInput(format!("`first` must be at most {MAX_PAGE_SIZE}")))
-        }
-        Some(n) => Ok(n as u64),
-    }
 }
 
 /// A signed URL to download a photo, valid for `expires_in_seconds`; with a `transform`, of

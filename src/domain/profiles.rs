@@ -19,11 +19,6 @@ use super::DomainError;
 use super::values::{DisplayName, Phone, Slug};
 use crate::auth::Caller;
 
-/// The most profiles one page may hold.
-pub const MAX_PAGE_SIZE: u64 = 100;
-/// The page size when none is asked for.
-pub const DEFAULT_PAGE_SIZE: u64 = 20;
-
 /// The caller's own profile; `None` for anonymous and service callers and for people who have
 /// no (linked) profile yet.
 #[tracing::instrument(skip_all)]
@@ -165,18 +160,6 @@ impl super::cursor::Listed for profile::Model {
 pub struct ProfilePage {
     pub profiles: Vec<profile::Model>,
     pub has_next_page: bool,
-}
-
-/// Reads Relay's `first` (0 to [`MAX_PAGE_SIZE`], default [`DEFAULT_PAGE_SIZE`]).
-pub fn page_size(first: Option<i32>) -> Result<u64, DomainError> {
-    match first {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(n) if n < 0 => Err(DomainError::BadInput("`first` must not be negative".into())),
-        Some(n) if n as u64 > MAX_PAGE_SIZE => {
-            Err(DomainError::BadInput(format!("`first` must be at most {MAX_PAGE_SIZE}")))
-        }
-        Some(n) => Ok(n as u64),
-    }
 }
 
 /// One page of the profiles the caller may see, optionally of one role.

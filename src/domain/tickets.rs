@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::enums::{AppRole, TicketCategory, TicketPriority, TicketStatus};
 use entity::prelude::*;
-use entity::{profile, ticket};
+use entity::ticket;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement,
@@ -16,14 +16,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::DomainError;
+use super::paging;
 use super::profiles;
 use super::values::{Description, Message, NoticeKind, Title, TrackingNumber};
 use crate::auth::Caller;
-
-/// The most tickets one page may hold.
-pub const MAX_PAGE_SIZE: u64 = 100;
-/// The page size when none is asked for.
-pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
 /// A ticket to create.
 #[derive(Debug, Clone)]
@@ -152,15 +148,6 @@ impl Page {
         before: Option<&str>,
         field: OrderField,
     ) -> Result<Self, DomainError> {
-        let size = |n: i32, name: &str| {
-            if n < 0 {
-                Err(DomainError::BadInput(format!("`{name}` must not be negative")))
-            } else if n as u64 > MAX_PAGE_SIZE {
-                Err(DomainError::BadInput(format!("`{name}` must be at most {MAX_PAGE_SIZE}")))
-            } else {
-                Ok(n as u64)
-            }
-        };
         let cursor = |c: Option<&str>| c.map(|c| Cursor::decode(c, field)).transpose();
         match (first, last) {
             (Some(_), Some(_)) => Err(DomainError::BadInput("use `first` or `last`, not both".into())),
@@ -168,13 +155,13 @@ impl Page {
                 if after.is_some() {
                     return Err(DomainError::BadInput("`last` pages backwards: use `before`, not `after`".into()));
                 }
-                Ok(Page::Last { n: size(n, "last")?, before: cursor(before)? })
+                Ok(Page::Last { n: paging::size(Some(n), "last")?, before: cursor(before)? })
             }
             (first, None) => {
                 if before.is_some() {
                     return Err(DomainError::BadInput("`first` pages forwards: use `after`, not `before`".into()));
                 }
-                Ok(Page::First { n: size(first.unwrap_or(DEFAULT_PAGE_SIZE as i32), "first")?, after: cursor(after)? })
+                Ok(Page::First { n: paging::size(first, "first")?, after: cursor(after)? })
             }
         }
     }
@@ -358,17 +345,6 @@ pub async fn by_tracking_number(
     Ok(Ticket::find().filter(ticket::Column::TrackingNumber.eq(number.as_str())).one(db).await?)
 }
 
-/// The caller's own profile, required to act.
-async fn acting_profile(db: &impl ConnectionTrait, caller: &Caller) -> Result<profile::Model, DomainError> {
-    match caller {
-        Caller::User(_) => profiles::me(db, caller)
-            .await?
-            .ok_or_else(|| DomainError::Forbidden("register a profile before working with tickets".into())),
-        Caller::Anonymous => Err(DomainError::Unauthenticated("sign in to work with tickets".into())),
-        Caller::Service => Err(DomainError::Forbidden("the service role does not act as a person".into())),
-    }
-}
-
 async fn visible(db: &impl ConnectionTrait, id: Uuid) -> Result<ticket::Model, DomainError> {
     get(db, id).await?.ok_or(DomainError::NotFound("ticket"))
 }
@@ -377,7 +353,7 @@ async fn visible(db: &impl ConnectionTrait, id: Uuid) -> Result<ticket::Model, D
 /// it its tracking number and SLA due time.
 #[tracing::instrument(skip_all)]
 pub async fn create(db: &impl ConnectionTrait, caller: &Caller, new: NewTicket) -> Result<ticket::Model, DomainError> {
-    let me = acting_profile(db, caller).await?;
+    let me = profiles::acting(db, caller, "working with tickets").await?;
     if me.role == AppRole::FieldWorker {
         return Err(DomainError::Forbidden("field workers do not create tickets".into()));
     }
@@ -422,7 +398,7 @@ pub async fn update(
     changes: TicketChanges,
     expected_version: i32,
 ) -> Result<ticket::Model, DomainError> {
-    let me = acting_profile(db, caller).await?;
+    let me = profiles::acting(db, caller, "working with tickets").await?;
     let current = visible(db, id).await?;
     if !may_manage(me.role, &current) {
         return Err(DomainError::Forbidden("you may not edit this ticket".into()));
@@ -526,7 +502,7 @@ pub async fn set_status(
     status: TicketStatus,
     note: Option<Message>,
 ) -> Result<ticket::Model, DomainError> {
-    let me = acting_profile(db, caller).await?;
+    let me = profiles::acting(db, caller, "working with tickets").await?;
     let current = visible(db, id).await?;
     if current.status == status {
         return Err(DomainError::BadInput(format!("the ticket is already {}", status.to_value())));
@@ -571,7 +547,7 @@ pub async fn assign(
     id: Uuid,
     assignee_id: Uuid,
 ) -> Result<ticket::Model, DomainError> {
-    let me = acting_profile(db, caller).await?;
+    let me = profiles::acting(db, caller, "working with tickets").await?;
     let current = visible(db, id).await?;
     if !may_manage(me.role, &current) {
         return Err(DomainError::Forbidden("you may not assign this ticket".into()));
@@ -605,7 +581,7 @@ pub async fn publish_notice(
     message: &Message,
 ) -> Result<entity::ticket_event::Model, DomainError> {
     if !matches!(caller, Caller::Service) {
-        let me = acting_profile(db, caller).await?;
+        let me = profiles::acting(db, caller, "working with tickets").await?;
         if !matches!(me.role, AppRole::Manager | AppRole::Admin) {
             return Err(DomainError::Forbidden("only managers and admins publish notices".into()));
         }

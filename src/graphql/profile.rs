@@ -96,7 +96,7 @@ impl Profile {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<PhotoConnection> {
-        let n = photos::page_size(first).map_err(ApiError::from)?;
+        let n = crate::domain::paging::size(first, "first").map_err(ApiError::from)?;
         let cursor = after.as_deref().map(PhotoCursor::decode).transpose().map_err(ApiError::from)?;
         let profile_id = self.0.id;
         let page = run(ctx, async |tx| photos::list(tx, profile_id, n, cursor).await).await?;

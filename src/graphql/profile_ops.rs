@@ -61,7 +61,7 @@ impl ProfileQuery {
         after: Option<String>,
         role: Option<Role>,
     ) -> async_graphql::Result<ProfileConnection> {
-        let n = profiles::page_size(first).map_err(ApiError::from)?;
+        let n = crate::domain::paging::size(first, "first").map_err(ApiError::from)?;
         let cursor = after.as_deref().map(ProfileCursor::decode).transpose().map_err(ApiError::from)?;
         let role = role.map(Into::into);
         let page = run(ctx, async |tx| profiles::list(tx, role, n, cursor).await).await?;
