@@ -1,6 +1,7 @@
 //! HTTP throughput: Q1 `me`, Q2 a page of 50 tickets with reporter and evidence, M1
-//! `createTicket`, each under `wrk`, against `pgbench` running the SQL ward sends for the same
-//! request (with the same `set_config` preamble per transaction) as the PostgreSQL ceiling.
+//! `createTicket`, each under `wrk`, against PostGraphile v5 answering the same documents on
+//! the same database (the peer), and against `pgbench` running the SQL ward sends for the same
+//! request (with the same preamble per transaction) as the PostgreSQL ceiling.
 
 use std::process::Command;
 
@@ -10,6 +11,13 @@ use ward::demo::{self, DEMO, OTHER, WARDS};
 
 use crate::cpu::CpuSample;
 use crate::env::{AUTHENTICATOR_PASSWORD, Env, JWT_SECRET, Statements, quantile};
+use crate::postgraphile::PostGraphile;
+
+/// A GraphQL server under load: where it listens and which process to charge its CPU to.
+struct Server<'a> {
+    base: &'a str,
+    pid: u32,
+}
 
 struct Load {
     rps: f64,
@@ -41,18 +49,34 @@ pub struct Options {
     /// Only these cases (Q1, Q2, M1); all by default.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
+    /// Leave PostGraphile out (it needs `npm ci` in bench/postgraphile).
+    #[arg(long)]
+    no_peer: bool,
 }
 
 pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     // No SLA sweeper: its first sweep of the seeded tickets (thousands of breaches recorded at
     // once) would land inside whichever measurement runs a minute after ward starts.
-    let env = Env::start(ward_bin, options.connections.max(4), &[("WARD_SLA_SWEEP_SECONDS", "0".into())]).await?;
-    let result = measure(&env, options).await;
+    let pool = options.connections.max(4);
+    let env = Env::start(ward_bin, pool, &[("WARD_SLA_SWEEP_SECONDS", "0".into())]).await?;
+    // Started after migrating and seeding the demo, before the bulk seed: PostGraphile reads
+    // the schema once, at start.
+    let peer = if options.no_peer { None } else { Some(PostGraphile::start(&env, pool)) }.transpose();
+    let result = match peer {
+        Ok(peer) => {
+            let result = measure(&env, peer.as_ref(), options).await;
+            if let Some(peer) = peer {
+                peer.stop();
+            }
+            result
+        }
+        Err(error) => Err(error),
+    };
     env.stop();
     result
 }
 
-async fn measure(env: &Env, options: &Options) -> anyhow::Result<()> {
+async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> anyhow::Result<()> {
     let Options { tickets, seconds, connections, .. } = *options;
     let rounds = options.rounds.max(1);
     let owner = env.owner().await?;
@@ -78,104 +102,191 @@ async fn measure(env: &Env, options: &Options) -> anyhow::Result<()> {
     let ids = page_ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
     let people: Vec<String> = demo::PEOPLE.iter().take(3).map(|p| format!("'{}'", p.profile_id)).collect();
 
-    let preamble_ro = "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true), set_config('transaction_read_only', 'on', true);";
-    let preamble_rw = "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', :claims, true);";
+    // ward's own opening statement, with the claims as pgbench's variable (bound in prepared
+    // mode); pgbench sends its two statements one at a time, ward both in one round trip.
+    let begin_ro = format!("{};", ward::db::begin_sql(true, "'authenticated'", ":claims"));
+    let begin_rw = format!("{};", ward::db::begin_sql(false, "'authenticated'", ":claims"));
+    // The peer's documents ask for the same rows: PostGraphile has no `me` (the profile by the
+    // token's user id, with its municipality), names uuid columns `rowId`, takes enums as
+    // strings, and needs the municipality and reporter of a new ticket from the client
+    // (ward derives them from the caller).
     let cases = [
-        (
-            "Q1 me",
-            r#"{"query":"{ me { id displayName role municipality { id name slug } } }"}"#.to_string(),
-            format!(
-                "BEGIN;\n{preamble_ro}\nSELECT * FROM profiles WHERE auth_user_id = '{}' LIMIT 1;\nSELECT * FROM municipalities WHERE id IN ('{}');\nCOMMIT;\n",
+        Case {
+            name: "Q1 me",
+            ward: r#"{"query":"{ me { id displayName role municipality { id name slug } } }"}"#.to_string(),
+            peer: format!(
+                r#"{{"query":"{{ profileByAuthUserId(authUserId: \"{}\") {{ rowId displayName role municipalityByMunicipalityId {{ rowId name slug }} }} }}"}}"#,
+                manager.auth_user_id
+            ),
+            sql: format!(
+                "{begin_ro}\nSELECT * FROM profiles WHERE auth_user_id = '{}' LIMIT 1;\nSELECT * FROM municipalities WHERE id IN ('{}');\nCOMMIT;\n",
                 manager.auth_user_id, DEMO.id
             ),
-        ),
-        (
-            "Q2 tickets(first: 50) with reporter and evidence",
-            r#"{"query":"{ tickets(first: 50) { nodes { id trackingNumber title status reporter { id displayName } evidence { id path contentType } } pageInfo { hasNextPage endCursor } } }"}"#.to_string(),
-            format!(
-                "BEGIN;\n{preamble_ro}\nSELECT * FROM tickets ORDER BY created_at DESC, id DESC LIMIT 51;\nSELECT * FROM profiles WHERE id IN ({});\nSELECT * FROM media WHERE ticket_id IN ({ids}) ORDER BY created_at, id;\nCOMMIT;\n",
+        },
+        Case {
+            name: "Q2 tickets(first: 50) with reporter and evidence",
+            ward: r#"{"query":"{ tickets(first: 50) { nodes { id trackingNumber title status reporter { id displayName } evidence { id path contentType } } pageInfo { hasNextPage endCursor } } }"}"#.to_string(),
+            peer: r#"{"query":"{ allTickets(first: 50, orderBy: [CREATED_AT_DESC, ROW_ID_DESC]) { nodes { rowId trackingNumber title status profileByMunicipalityIdAndReporterId { rowId displayName } mediaByMunicipalityIdAndTicketId(orderBy: [CREATED_AT_ASC, ROW_ID_ASC]) { nodes { rowId objectPath contentType } } } pageInfo { hasNextPage endCursor } } }"}"#.to_string(),
+            sql: format!(
+                "{begin_ro}\nSELECT * FROM tickets ORDER BY created_at DESC, id DESC LIMIT 51;\nSELECT * FROM profiles WHERE id IN ({});\nSELECT * FROM media WHERE ticket_id IN ({ids}) ORDER BY created_at, id;\nCOMMIT;\n",
                 people.join(", ")
             ),
-        ),
-        (
-            "M1 createTicket",
-            format!(
+        },
+        Case {
+            name: "M1 createTicket",
+            ward: format!(
                 r#"{{"query":"mutation {{ createTicket(input: {{ title: \"Bench\", category: WATER, wardId: \"{}\" }}) {{ id trackingNumber }} }}"}}"#,
                 WARDS[0].0
             ),
-            format!(
-                "BEGIN;\n{preamble_rw}\nSELECT * FROM profiles WHERE auth_user_id = '{}' LIMIT 1;\nSELECT * FROM wards WHERE id = '{}' LIMIT 1;\nINSERT INTO tickets (municipality_id, category, title, description, priority, ward_id, reporter_id, is_sensitive) VALUES ('{}', 'WATER', 'Bench', '', 'NORMAL', '{}', '{}', false) RETURNING *;\nCOMMIT;\n",
+            peer: format!(
+                r#"{{"query":"mutation {{ createTicket(input: {{ ticket: {{ municipalityId: \"{}\", reporterId: \"{}\", title: \"Bench\", category: \"WATER\", wardId: \"{}\" }} }}) {{ ticket {{ rowId trackingNumber }} }} }}"}}"#,
+                DEMO.id, manager.profile_id, WARDS[0].0
+            ),
+            sql: format!(
+                "{begin_rw}\nSELECT * FROM profiles WHERE auth_user_id = '{}' LIMIT 1;\nSELECT * FROM wards WHERE id = '{}' LIMIT 1;\nINSERT INTO tickets (municipality_id, category, title, description, priority, ward_id, reporter_id, is_sensitive) VALUES ('{}', 'WATER', 'Bench', '', 'NORMAL', '{}', '{}', false) RETURNING *;\nCOMMIT;\n",
                 manager.auth_user_id, WARDS[0].0, DEMO.id, WARDS[0].0, manager.profile_id
             ),
-        ),
+        },
     ];
-    println!(
-        "| case | ward req/s | ward p50 ms | ward p99 ms | PostgreSQL ceiling tx/s | ceiling p50 ms | ceiling p99 ms | ward / ceiling (median; every round) |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut cpu_rows = Vec::new();
     let wanted = |name: &str| options.cases.is_empty() || options.cases.iter().any(|c| name.starts_with(c.as_str()));
     for case in &options.cases {
-        anyhow::ensure!(cases.iter().any(|(name, _, _)| name.starts_with(case.as_str())), "no case {case}: Q1, Q2 or M1");
+        anyhow::ensure!(cases.iter().any(|c| c.name.starts_with(case.as_str())), "no case {case}: Q1, Q2 or M1");
     }
-    for (name, body, sql) in cases.into_iter().filter(|(name, _, _)| wanted(name)) {
-        // Check the request works before loading it.
-        let check: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/graphql", env.base))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?
-            .json()
-            .await?;
-        anyhow::ensure!(check.get("errors").is_none(), "{name}: {check}");
-        // ward and the ceiling alternate, so a slow spell of the shared machine falls on both;
-        // the row is the round with the median ratio.
-        // A short unmeasured run of each first: connections opened, statements prepared.
-        wrk(env, &token, &body, 1, connections)?;
-        pgbench(env, &sql, &claims, 1, connections)?;
+    let ward_server = Server { base: &env.base, pid: env.ward.id() };
+    let peer_server = peer.map(|p| Server { base: &p.base, pid: p.pid() });
+    let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
+    for case in cases.iter().filter(|c| wanted(c.name)) {
+        // Check the requests work, and ask for the same rows, before loading them.
+        let ours = post(&ward_server, &token, &case.ward).await?;
+        if let Some(peer) = &peer_server {
+            let theirs = post(peer, &token, &case.peer).await?;
+            same_rows(case.name, &ours, &theirs)?;
+        }
+        // The sides alternate, so a slow spell of the shared machine falls on all; the row is
+        // the round with the median ward / ceiling ratio. A short unmeasured run of each first:
+        // connections opened, statements prepared, the peer's JIT warmed.
+        wrk(env, &ward_server, &token, &case.ward, 1, connections)?;
+        if let Some(peer) = &peer_server {
+            wrk(env, peer, &token, &case.peer, 2, connections)?;
+        }
+        pgbench(env, &case.sql, &claims, 1, connections)?;
         let mut measured = Vec::new();
         for _ in 0..rounds {
-            let ward = counted(env, &owner, || wrk(env, &token, &body, seconds, connections)).await?;
-            let ceiling = counted(env, &owner, || pgbench(env, &sql, &claims, seconds, connections)).await?;
-            measured.push((ward.rps / ceiling.rps, ward, ceiling));
+            let ward = counted(env, &owner, || wrk(env, &ward_server, &token, &case.ward, seconds, connections)).await?;
+            let theirs = match &peer_server {
+                Some(peer) => Some(counted(env, &owner, || wrk(env, peer, &token, &case.peer, seconds, connections)).await?),
+                None => None,
+            };
+            let ceiling = counted(env, &owner, || pgbench(env, &case.sql, &claims, seconds, connections)).await?;
+            measured.push(Round { ward, peer: theirs, ceiling });
         }
-        measured.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let ratios: Vec<String> = measured.iter().map(|(r, _, _)| format!("{:.0}%", 100.0 * r)).collect();
-        let (ratio, ward, ceiling) = &measured[measured.len() / 2];
-        println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0}% ({}) |",
+        let to_peer: Vec<f64> = measured.iter().filter_map(|r| Some(r.ward.rps / r.peer.as_ref()?.rps)).collect();
+        measured.sort_by(|a, b| (a.ward.rps / a.ceiling.rps).total_cmp(&(b.ward.rps / b.ceiling.rps)));
+        let ratios: Vec<String> = measured.iter().map(|r| format!("{:.0}%", 100.0 * r.ward.rps / r.ceiling.rps)).collect();
+        let Round { ward, peer: theirs, ceiling } = &measured[measured.len() / 2];
+        let mut to_peer_sorted = to_peer.clone();
+        to_peer_sorted.sort_by(f64::total_cmp);
+        let peer_cells = match theirs {
+            Some(p) => format!(
+                "{:.0} | {:.2} | {:.2} | {:.2}× ({})",
+                p.rps,
+                p.p50_ms,
+                p.p99_ms,
+                quantile(&to_peer_sorted, 0.5),
+                to_peer.iter().map(|r| format!("{r:.2}×")).collect::<Vec<_>>().join(", ")
+            ),
+            None => "– | – | – | –".into(),
+        };
+        rows.push(format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {peer_cells} | {:.0} | {:.0}% ({}) |",
+            case.name,
             ward.rps,
             ward.p50_ms,
             ward.p99_ms,
             ceiling.rps,
-            ceiling.p50_ms,
-            ceiling.p99_ms,
-            100.0 * ratio,
+            100.0 * ward.rps / ceiling.rps,
             ratios.join(", ")
-        );
+        ));
+        let peer_cpu = theirs.as_ref().map_or("– | – | –".into(), |p| {
+            format!("{:.3} | {:.3} | {:.1} / {:.1}", p.cpu.ward, p.cpu.postgres, p.statements, p.plans)
+        });
         cpu_rows.push(format!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} |",
-            ward.cpu.ward,
-            ward.cpu.postgres,
-            ward.cpu.load,
-            ceiling.cpu.postgres,
-            ceiling.cpu.load,
-            ward.statements,
-            ward.plans,
-            ceiling.statements,
-            ceiling.plans
+            "| {} | {:.3} | {:.3} | {:.1} / {:.1} | {peer_cpu} | {:.3} | {:.1} / {:.1} |",
+            case.name, ward.cpu.ward, ward.cpu.postgres, ward.statements, ward.plans, ceiling.cpu.postgres, ceiling.statements, ceiling.plans
         ));
     }
-    println!("\nCPU milliseconds per request, same rounds (2 cores shared by all):\n");
     println!(
-        "| case | ward | PostgreSQL under ward | wrk | PostgreSQL under pgbench | pgbench | statements / plans per request, ward | the same, pgbench |"
+        "| case | ward req/s | ward p50 ms | ward p99 ms | PostGraphile req/s | PostGraphile p50 ms | PostGraphile p99 ms | ward / PostGraphile (median; every round) | PostgreSQL ceiling tx/s | ward / ceiling (median; every round) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        println!("{row}");
+    }
+    println!("\nCPU milliseconds per request, same rounds (2 cores shared by all), and statements / plans per request:\n");
+    println!(
+        "| case | ward | PostgreSQL under ward | statements / plans, ward | PostGraphile (node) | PostgreSQL under PostGraphile | statements / plans, PostGraphile | PostgreSQL under pgbench | statements / plans, pgbench |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in cpu_rows {
         println!("{row}");
     }
+    Ok(())
+}
+
+struct Case {
+    name: &'static str,
+    /// ward's request body.
+    ward: String,
+    /// PostGraphile's request body for the same rows.
+    peer: String,
+    /// The SQL ward sends for the request, for pgbench.
+    sql: String,
+}
+
+struct Round {
+    ward: Load,
+    peer: Option<Load>,
+    ceiling: Load,
+}
+
+async fn post(server: &Server<'_>, token: &str, body: &str) -> anyhow::Result<serde_json::Value> {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/graphql", server.base))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(answer.get("errors").is_none(), "{}: {answer}", server.base);
+    Ok(answer)
+}
+
+/// The uuids in an answer, in order (ward's `id`, PostGraphile's `rowId`): each object's own
+/// id first, then its children's, so the two namings give the same sequence.
+fn ids(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(id)) = map.get("id").or_else(|| map.get("rowId")) {
+                out.push(id.clone());
+            }
+            map.iter().filter(|(k, _)| !matches!(k.as_str(), "id" | "rowId")).for_each(|(_, v)| ids(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| ids(v, out)),
+        _ => {}
+    }
+}
+
+fn same_rows(case: &str, ours: &serde_json::Value, theirs: &serde_json::Value) -> anyhow::Result<()> {
+    if case.starts_with('M') {
+        return Ok(());
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    ids(ours, &mut a);
+    ids(theirs, &mut b);
+    anyhow::ensure!(a.len() > 1 && a == b, "{case}: ward and PostGraphile answered different rows:\n{ours}\n{theirs}");
     Ok(())
 }
 
@@ -246,7 +357,7 @@ fn parse_ms(text: &str) -> Option<f64> {
     }
 }
 
-fn wrk(env: &Env, token: &str, body: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
+fn wrk(env: &Env, server: &Server<'_>, token: &str, body: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
     let script = env.dir.join("wrk.lua");
     let lua_body = body.replace('\\', "\\\\").replace('\'', "\\'");
     std::fs::write(
@@ -255,11 +366,11 @@ fn wrk(env: &Env, token: &str, body: &str, seconds: u32, connections: u32) -> an
             "wrk.method = 'POST'\nwrk.body = '{lua_body}'\nwrk.headers['Content-Type'] = 'application/json'\nwrk.headers['Authorization'] = 'Bearer {token}'\n"
         ),
     )?;
-    let before = env.cpu();
+    let before = CpuSample::now(server.pid, env.cluster.postmaster_pid());
     let output = Command::new("wrk")
         .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(&script)
-        .arg(format!("{}/graphql", env.base))
+        .arg(format!("{}/graphql", server.base))
         .output()
         .context("running wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -283,7 +394,7 @@ fn wrk(env: &Env, token: &str, body: &str, seconds: u32, connections: u32) -> an
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("wrk printed no request count")?;
-    let cpu = before.per_request_ms(&env.cpu_settled(&before), requests);
+    let cpu = before.per_request_ms(&CpuSample::settled(server.pid, env.cluster.postmaster_pid(), before.postgres_processes), requests);
     Ok(Load { rps, requests, p50_ms: percentile("50%"), p99_ms: percentile("99%"), cpu, statements: f64::NAN, plans: f64::NAN })
 }
 

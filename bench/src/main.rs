@@ -4,6 +4,7 @@
 mod cpu;
 mod env;
 mod http;
+mod postgraphile;
 mod scale;
 mod soak;
 mod storage;
@@ -34,6 +35,9 @@ enum Command {
         /// Seconds of changes per run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Another ward build to run before this one at every size, for a comparison.
+        #[arg(long)]
+        baseline: Option<String>,
     },
     /// HTTP: `me`, a nested page of 50 tickets, and createTicket under wrk, against pgbench
     /// running the same SQL as the PostgreSQL ceiling.
@@ -52,8 +56,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Subscriptions { subscribers, rate, seconds } => {
-            subscriptions::run(&cli.ward, &subscribers, rate, seconds).await
+        Command::Subscriptions { subscribers, rate, seconds, baseline } => {
+            subscriptions::run(&cli.ward, baseline.as_deref(), &subscribers, rate, seconds).await
         }
         Command::Http(options) => http::run(&cli.ward, &options).await,
         Command::Soak(options) => soak::run(&cli.ward, &options).await,

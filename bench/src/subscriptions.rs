@@ -1,7 +1,7 @@
 //! Live-update fan-out: N graphql-transport-ws subscribers (the demo people of both
 //! municipalities, round robin) while tickets of both municipalities change at a fixed rate.
-//! Measures commit → client latency, deliveries per second, SQL statements per event, and
-//! server memory per idle subscriber.
+//! Measures commit → client latency, deliveries per second, SQL statements per event, ward's
+//! CPU per delivered message (from `/proc`), and server memory per idle subscriber.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,15 +65,19 @@ struct Shared {
     probed: AtomicUsize,
 }
 
-pub async fn run(ward_bin: &str, counts: &[usize], rate: u32, seconds: u64) -> anyhow::Result<()> {
-    println!("| subscribers | changes/s | deliveries expected | delivered | deliveries/s | p50 ms | p99 ms | max ms | SQL statements/event | RSS/idle subscriber |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+/// Runs every subscriber count with `ward_bin`, and first with `baseline` when given (another
+/// build, alternating, so both meet the same spells of the shared machine).
+pub async fn run(ward_bin: &str, baseline: Option<&str>, counts: &[usize], rate: u32, seconds: u64) -> anyhow::Result<()> {
+    println!("| build | subscribers | changes/s | deliveries expected | delivered | deliveries/s | p50 ms | p99 ms | max ms | SQL statements/event | RSS/idle subscriber | ward CPU µs/delivery |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for &n in counts {
-        let env = Env::start(ward_bin, 16, &[("WARD_SUBSCRIBER_BUFFER", "4096".into())]).await?;
-        let result = one_run(&env, n, rate, seconds).await;
-        env.stop();
-        let row = result?;
-        println!("{row}");
+        for (label, bin) in baseline.map(|b| ("baseline", b)).into_iter().chain([("this build", ward_bin)]) {
+            let env = Env::start(bin, 16, &[("WARD_SUBSCRIBER_BUFFER", "4096".into())]).await?;
+            let result = one_run(&env, n, rate, seconds).await;
+            env.stop();
+            let row = result?;
+            println!("| {label} {row}");
+        }
     }
     Ok(())
 }
@@ -114,6 +118,7 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
     let period = Duration::from_secs_f64(1.0 / f64::from(rate));
     let mut ticks = tokio::time::interval(period);
     let mut expected = 0u64;
+    let cpu_before = env.cpu();
     let begin = Instant::now();
     for seq in 0..total {
         ticks.tick().await;
@@ -130,6 +135,7 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = begin.elapsed();
+    let cpu_after = env.cpu();
     let statements = env.request_statements(&owner).await?.calls;
     let delivered = shared.delivered.load(Ordering::Relaxed);
     let mut latencies: Vec<f64> = Vec::new();
@@ -140,13 +146,14 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
     let per_subscriber_kib = rss_after.saturating_sub(rss_half) as f64 / (n - half).max(1) as f64;
     let _ = writing;
     Ok(format!(
-        "| {n} | {rate} | {expected} | {delivered} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} KiB |",
+        "| {n} | {rate} | {expected} | {delivered} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} KiB | {:.1} |",
         delivered as f64 / elapsed.as_secs_f64(),
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
         statements as f64 / total as f64,
         per_subscriber_kib,
+        1e6 * (cpu_after.ward - cpu_before.ward) / delivered.max(1) as f64,
     ))
 }
 
