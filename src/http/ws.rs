@@ -13,7 +13,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt, future};
+use futures_util::{FutureExt as _, SinkExt, StreamExt, future};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -36,6 +36,8 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 /// The most operations one connection may have running at once: a dashboard needs a
 /// handful; each costs the server a stream and a place in the realtime fan-out.
 pub const MAX_OPERATIONS_PER_SOCKET: usize = 100;
+/// The most messages written to one socket at once (see the write loop in `serve`).
+const MAX_BATCH: usize = 32;
 /// Refusals waiting to be sent on one socket.
 const REFUSALS_QUEUED: usize = 16;
 
@@ -195,20 +197,41 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     loop {
         tokio::select! {
             message = output.next() => {
-                let message = match message {
-                    Some(WsMessage::Text(text)) => {
-                        running.observe(&text);
-                        Message::Text(text.into())
+                // This message and the ones already waiting behind it go out in one write: a
+                // subscriber with a backlog (a burst of changes, a busy server) costs one
+                // system call per batch rather than one per message, and nothing waits for
+                // company when there is none.
+                let mut next = message;
+                let mut fed = 0;
+                loop {
+                    match next {
+                        Some(WsMessage::Text(text)) => {
+                            running.observe(&text);
+                            if sink.feed(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(WsMessage::Close(code, reason)) => {
+                            // async-graphql closes a refused init with 1002; say what it was.
+                            let code = if refused.load(Ordering::Relaxed) { CLOSE_FORBIDDEN } else { code };
+                            let _ = sink.send(close(code, &reason)).await;
+                            return;
+                        }
+                        None => {
+                            let _ = sink.flush().await;
+                            return;
+                        }
                     }
-                    Some(WsMessage::Close(code, reason)) => {
-                        // async-graphql closes a refused init with 1002; say what it was.
-                        let code = if refused.load(Ordering::Relaxed) { CLOSE_FORBIDDEN } else { code };
-                        let _ = sink.send(close(code, &reason)).await;
-                        return;
+                    fed += 1;
+                    if fed == MAX_BATCH {
+                        break;
                     }
-                    None => return,
-                };
-                if sink.send(message).await.is_err() {
+                    match output.next().now_or_never() {
+                        Some(message) => next = message,
+                        None => break,
+                    }
+                }
+                if sink.flush().await.is_err() {
                     return;
                 }
             }

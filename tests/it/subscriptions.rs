@@ -236,6 +236,37 @@ async fn replay_after_an_event_id_then_live_without_gaps_or_duplicates() {
     again.nothing_for(Duration::from_millis(300)).await;
 }
 
+/// A burst of events (one transaction changing a ticket 150 times) reaches a subscriber
+/// whole and in order: the server writes the messages waiting for a socket in batches, and no
+/// batch boundary may drop or repeat one.
+#[tokio::test]
+async fn a_burst_of_updates_arrives_whole_and_in_order() {
+    let app = spawn_app().await;
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    // Fields the server answers from the event itself, so updates are ready back to back.
+    client.subscribe_to("burst", "subscription { ticketUpdates { eventId status } }", json!({})).await;
+    // Subscribed once a first change comes through.
+    set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
+    client.update().await;
+    const BURST: usize = 150;
+    app.db
+        .owner()
+        .await
+        .execute_unprepared(&format!(
+            "do $$ begin for i in 1..{BURST} loop update tickets set title = 'Burst ' || i where id = '{}'; end loop; end $$",
+            TICKETS[0].id
+        ))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..BURST {
+        let update = client.update().await;
+        ids.push(update["eventId"].as_str().unwrap().parse::<i64>().unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "gaps or repeats in {ids:?}");
+    client.nothing_for(Duration::from_millis(300)).await;
+}
+
 #[tokio::test]
 async fn narrowing_to_one_ticket() {
     let app = spawn_app().await;
