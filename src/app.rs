@@ -14,45 +14,13 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authenticator, TokenIssuer};
 use crate::config::{Config, Secret};
 use crate::db::embedded::{EmbeddedCluster, EmbeddedOptions};
-use crate::graphql::{Services, WardSchema, schema_builder};
+use crate::graphql::{Services, schema_builder};
+use crate::http::AppState;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::local_secrets::LocalSecrets;
 use crate::realtime::Realtime;
-use crate::storage::{LocalStore, ObjectStore};
 use crate::{db, demo};
 
-
-/// The state every handler shares, built once at startup.
-#[derive(Clone)]
-pub struct AppState {
-    /// The request pool, connected as `authenticator`; used only through RLS sessions.
-    pub db: DatabaseConnection,
-    /// The GraphQL schema for requests over HTTP (no extensions: see `graphql::prepare`).
-    pub schema: WardSchema,
-    /// The same schema for websocket operations, with the extensions that code their errors
-    /// and count them.
-    pub ws_schema: WardSchema,
-    /// Persisted queries and the preparation of HTTP requests.
-    pub preparer: crate::graphql::prepare::Preparer,
-    /// Verifies bearer tokens.
-    pub auth: Arc<Authenticator>,
-    /// Live ticket updates: the listener and the subscribers of this process.
-    pub realtime: Realtime,
-    /// Cancelled when the server begins to shut down (websockets close with 1001).
-    pub shutdown: CancellationToken,
-    /// Object storage (`WARD_STORAGE`): Supabase Storage, or the local backend.
-    pub storage: Arc<dyn ObjectStore>,
-    /// The local backend again when it is the one in use: ward then serves its REST paths
-    /// (`/storage/v1/...`, `src/http/storage.rs`).
-    pub local_storage: Option<Arc<LocalStore>>,
-    /// The GraphiQL page's settings (`src/http/playground.rs`), with the demo token signer
-    /// when `WARD_PLAYGROUND_DEMO` is on.
-    pub playground: Arc<crate::http::playground::Playground>,
-    /// The settings the HTTP layer reads per request (playground, metrics, CORS, limits).
-    pub config: Arc<Config>,
-    /// Prometheus metrics (`GET /metrics`, `src/metrics.rs`).
-    pub metrics: Arc<Metrics>,
-}
 
 /// Where the database is and how to reach it, once prepared.
 pub struct PreparedDatabase {

@@ -1,19 +1,19 @@
 //! The GraphQL API: the schema, its types and resolvers, and the per-request DataLoaders.
 //! Resolvers are thin: they read the request's session, call one domain function, and convert.
 
+pub mod connection;
 pub mod context;
 mod extension;
 mod image;
 mod loaders;
+mod media;
 mod mutation;
 mod photo;
 pub mod prepare;
 mod profile;
-mod profile_ops;
 mod query;
 mod subscription;
 mod ticket;
-mod ticket_uploads;
 pub mod uploads;
 
 pub use context::RequestData;

@@ -1,15 +1,20 @@
-//! The `Profile`, `Municipality` and `Role` types, the profile connection and inputs.
+//! People in the schema: the `Profile`, `Municipality` and `Role` types, the profile
+//! connection and inputs, and the queries and mutations about people (`me`, `profile`,
+//! `profiles`, registering, editing, roles). Resolvers parse input at the edge and call one
+//! domain function each.
 
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::enums::AppRole;
 use entity::{municipality, profile};
 
-use super::context::{Scope, run};
+use super::context::{Prefetched, Scope, aside_pool, caller, every, parse_id, run, run_mutation};
 use super::photo::PhotoConnection;
-use super::ticket::PageInfo;
+use super::connection::PageInfo;
 use crate::domain::photos::{self, PhotoCursor};
-use crate::domain::profiles::{self, ProfileCursor, ProfilePage};
+use crate::domain::municipalities;
+use crate::domain::profiles::{self, ProfileChanges, ProfileCursor, ProfilePage};
+use crate::domain::values::{DisplayName, Phone, Slug};
 use crate::error::ApiError;
 
 /// A person's role in their municipality.
@@ -48,43 +53,53 @@ impl From<Role> for AppRole {
 }
 
 /// A person.
-pub struct Profile(pub profile::Model, pub Scope);
+pub struct Profile {
+    pub row: profile::Model,
+    /// Where its nested fields are read: the request's session, or a subscriber's own.
+    pub scope: Scope,
+}
+
+impl Profile {
+    pub fn new(row: profile::Model, scope: Scope) -> Self {
+        Profile { row, scope }
+    }
+}
 
 #[Object]
 impl Profile {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
 
     async fn display_name(&self) -> &str {
-        &self.0.display_name
+        &self.row.display_name
     }
 
     async fn email(&self) -> Option<&str> {
-        self.0.email.as_deref()
+        self.row.email.as_deref()
     }
 
     /// In E.164 form, e.g. `+27821234567`.
     async fn phone(&self) -> Option<&str> {
-        self.0.phone.as_deref()
+        self.row.phone.as_deref()
     }
 
     async fn role(&self) -> Role {
-        self.0.role.into()
+        self.row.role.into()
     }
 
     /// The municipality the person belongs to.
     async fn municipality(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Municipality>> {
-        let id = self.0.municipality_id;
-        if let Some(found) = self.1.ahead().and_then(|a| a.municipalities.as_ref()).and_then(|m| m.get(&id)) {
-            return Ok(found.clone().map(Municipality));
+        let id = self.row.municipality_id;
+        if let Some(found) = self.scope.ahead().and_then(|a| a.municipalities.as_ref()).and_then(|m| m.get(&id)) {
+            return Ok(found.clone().map(Municipality::new));
         }
-        let loaders = &self.1.data(ctx)?.loaders;
-        Ok(loaders.municipality().load_one(id).await?.map(Municipality))
+        let loaders = &self.scope.data(ctx)?.loaders;
+        Ok(loaders.municipality().load_one(id).await?.map(Municipality::new))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.to_utc()
+        self.row.created_at.to_utc()
     }
 
     /// The person's photos, newest first: only ever visible to the person themselves (empty
@@ -98,7 +113,7 @@ impl Profile {
     ) -> async_graphql::Result<PhotoConnection> {
         let n = crate::domain::paging::size(first, "first").map_err(ApiError::from)?;
         let cursor = after.as_deref().map(PhotoCursor::decode).transpose().map_err(ApiError::from)?;
-        let profile_id = self.0.id;
+        let profile_id = self.row.id;
         let page = run(ctx, async |tx| photos::list(tx, profile_id, n, cursor).await).await?;
         Ok(PhotoConnection { page, profile_id, after: cursor.is_some() })
     }
@@ -123,7 +138,7 @@ pub struct ProfileEdge {
 #[ComplexObject]
 impl ProfileEdge {
     async fn node(&self) -> Profile {
-        Profile(self.profile.clone(), Scope::default())
+        Profile::new(self.profile.clone(), Scope::default())
     }
 }
 
@@ -138,7 +153,7 @@ impl ProfileConnection {
     }
 
     async fn nodes(&self) -> Vec<Profile> {
-        self.page.profiles.iter().cloned().map(|p| Profile(p, Scope::default())).collect()
+        self.page.profiles.iter().cloned().map(|p| Profile::new(p, Scope::default())).collect()
     }
 
     async fn page_info(&self) -> PageInfo {
@@ -176,20 +191,120 @@ pub struct RegisterProfileInput {
 }
 
 /// A municipality: the tenant everything else belongs to.
-pub struct Municipality(pub municipality::Model);
+pub struct Municipality {
+    pub row: municipality::Model,
+}
+
+impl Municipality {
+    pub fn new(row: municipality::Model) -> Self {
+        Municipality { row }
+    }
+}
 
 #[Object]
 impl Municipality {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
 
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.row.name
     }
 
     /// Short lowercase name, also the prefix of tracking numbers (e.g. `demo`).
     async fn slug(&self) -> &str {
-        &self.0.slug
+        &self.row.slug
     }
+}
+
+/// Queries about people.
+#[derive(Default)]
+pub struct ProfileQuery;
+
+#[Object]
+impl ProfileQuery {
+    /// The signed-in person's profile: null for anonymous callers and for people who have not
+    /// registered yet. On a person's first sign-in it is linked to the profile made for their
+    /// verified phone number or email, if there is one.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Profile>> {
+        let caller = caller(ctx)?;
+        let pool = aside_pool(ctx);
+        let Some(me) = run(ctx, async |tx| profiles::me_linking(tx, pool, caller).await).await? else {
+            return Ok(None);
+        };
+        // Asked for nearly every time (a client's first question), so loaded here rather than
+        // through the municipality loader's batch round.
+        let scope = if ctx.look_ahead().field("municipality").exists() {
+            let ids = [me.municipality_id];
+            let found = run(ctx, async |tx| municipalities::by_ids(tx, &ids).await).await?;
+            Scope::prefetched(Prefetched { municipalities: Some(every(&ids, found)), ..Default::default() })
+        } else {
+            Scope::default()
+        };
+        Ok(Some(Profile::new(me, scope)))
+    }
+
+    /// A profile the caller may see (their own; managers, SAPS liaisons and admins: their
+    /// municipality's); null otherwise.
+    async fn profile(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Profile>> {
+        let id = parse_id(&id, "id")?;
+        Ok(run(ctx, async |tx| profiles::get(tx, id).await).await?.map(|p| Profile::new(p, Scope::default())))
+    }
+
+    /// The profiles the caller may see, oldest first, a page at a time (at most 100; 20 by
+    /// default), optionally of one role.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity")]
+    async fn profiles(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        role: Option<Role>,
+    ) -> async_graphql::Result<ProfileConnection> {
+        let n = crate::domain::paging::size(first, "first").map_err(ApiError::from)?;
+        let cursor = after.as_deref().map(ProfileCursor::decode).transpose().map_err(ApiError::from)?;
+        let role = role.map(Into::into);
+        let page = run(ctx, async |tx| profiles::list(tx, role, n, cursor).await).await?;
+        Ok(ProfileConnection { page, role, after: cursor.is_some() })
+    }
+}
+
+/// Mutations of people's profiles and photos.
+#[derive(Default)]
+pub struct ProfileMutation;
+
+#[Object]
+impl ProfileMutation {
+    /// Changes your display name or phone number.
+    async fn update_my_profile(&self, ctx: &Context<'_>, input: UpdateMyProfileInput) -> async_graphql::Result<Profile> {
+        let changes = ProfileChanges {
+            display_name: input.display_name.as_deref().map(DisplayName::parse).transpose().map_err(ApiError::from)?,
+            phone: match input.phone {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(phone) => Some(Some(Phone::parse(&phone).map_err(ApiError::from)?)),
+            },
+        };
+        let caller = caller(ctx)?;
+        let updated = run_mutation(ctx, async |tx| profiles::update_mine(tx, caller, changes).await).await?;
+        Ok(Profile::new(updated, Scope::default()))
+    }
+
+    /// Gives a person of your municipality another role (admins only; not your own).
+    async fn set_profile_role(&self, ctx: &Context<'_>, profile_id: ID, role: Role) -> async_graphql::Result<Profile> {
+        let profile_id = parse_id(&profile_id, "profileId")?;
+        let caller = caller(ctx)?;
+        let updated = run_mutation(ctx, async |tx| profiles::set_role(tx, caller, profile_id, role.into()).await).await?;
+        Ok(Profile::new(updated, Scope::default()))
+    }
+
+    /// Creates your profile as a citizen of a municipality, when you have none.
+    async fn register_profile(&self, ctx: &Context<'_>, input: RegisterProfileInput) -> async_graphql::Result<Profile> {
+        let name = DisplayName::parse(&input.display_name).map_err(ApiError::from)?;
+        let slug = Slug::parse(&input.municipality_slug).map_err(ApiError::from)?;
+        let caller = caller(ctx)?;
+        let created = run_mutation(ctx, async |tx| profiles::register(tx, caller, name, &slug).await).await?;
+        Ok(Profile::new(created, Scope::default()))
+    }
+
 }

@@ -50,7 +50,7 @@ impl TicketUpdate {
     /// The ticket as it is when the update is sent; its nested fields (reporter, evidence, …)
     /// are read under the subscriber's own policies.
     async fn ticket(&self) -> Option<Ticket> {
-        self.delivery.ticket.as_deref().map(|t| Ticket(t.clone(), self.scope.clone()))
+        self.delivery.ticket.as_deref().map(|t| Ticket::new(t.clone(), self.scope.clone()))
     }
 
     /// The ticket's status after this event.

@@ -10,7 +10,7 @@ use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};

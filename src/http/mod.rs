@@ -4,8 +4,10 @@
 
 mod graphql;
 mod health;
+mod metrics;
 pub mod playground;
 mod sse;
+mod state;
 mod storage;
 pub(crate) mod ws;
 
@@ -20,8 +22,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
 use crate::config::CorsOrigins;
+
+pub use state::AppState;
 
 /// The default `WARD_MAX_BODY_BYTES`: larger requests are refused with 413 before they are read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -48,10 +51,10 @@ pub fn router(state: AppState) -> Router {
         router = router.merge(playground::router());
     }
     if config.metrics {
-        router = router.route("/metrics", get(crate::metrics::serve));
+        router = router.route("/metrics", get(metrics::serve));
     }
     // Routed requests only, labelled by their route pattern.
-    router = router.route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track_http));
+    router = router.route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track_http));
     if let Some(cors) = cors(&config.cors_origins) {
         router = router.layer(cors);
     }

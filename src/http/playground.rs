@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::auth::TokenIssuer;
 use crate::config::{Config, Secret};
 use crate::demo;

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 

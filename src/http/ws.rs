@@ -17,7 +17,7 @@ use futures_util::{FutureExt as _, SinkExt, StreamExt, future};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::error::ApiError;
 

@@ -242,10 +242,17 @@ async fn replay_after_an_event_id_then_live_without_gaps_or_duplicates() {
 #[tokio::test]
 async fn a_burst_of_updates_arrives_whole_and_in_order() {
     let app = spawn_app().await;
+    let start = latest_event_id(&app).await;
     let mut client = Client::new(&app, "manager@demo.test").await;
-    // Fields the server answers from the event itself, so updates are ready back to back.
-    client.subscribe_to("burst", "subscription { ticketUpdates { eventId status } }", json!({})).await;
-    // Subscribed once a first change comes through.
+    // Fields the server answers from the event itself, so updates are ready back to back; from
+    // `start`, so the first change is not missed while the subscription is being registered.
+    client
+        .subscribe_to(
+            "burst",
+            "subscription($after: ID) { ticketUpdates(after: $after) { eventId status } }",
+            json!({ "after": start.to_string() }),
+        )
+        .await;
     set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
     client.update().await;
     const BURST: usize = 150;

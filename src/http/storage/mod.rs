@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::error::ApiError;
 use crate::storage::local::{StoredObject, TokenScope};

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{Result, TokenQuery, bad_form, require_service, target, token_of};
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::storage::local::{StoredObject, TokenScope};
 use crate::storage::{StorageError, Transform};
 

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 
 use super::{Result, StorageHttpError, refuse, refuse_upsert, require_service};
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::storage::local::resumable::{ResumableError, ResumableUpload, SERVICE_UPLOAD_TTL, UploadId};
 use crate::storage::local::{MAX_OBJECT_BYTES, TokenScope};
 use crate::storage::{LocalStore, ObjectPath, UploadRules, validate_bucket};

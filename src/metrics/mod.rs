@@ -4,6 +4,10 @@
 //! storage calls (a wrapper around the object store), and — read at scrape time — active
 //! subscriptions, realtime deliveries, listener reconnects and the request pool's use.
 //!
+//! Here the registry and what is read at scrape time; `graphql.rs` the extension that counts
+//! websocket operations, `store.rs` the object store wrapper; the HTTP side (`GET /metrics`
+//! and the request middleware) is `http/metrics.rs`.
+//!
 //! Built on `prometheus-client`, the Prometheus project's own Rust client: a registry per
 //! application (tests run many apps in one process, so no global recorder), and OpenMetrics
 //! text, which Prometheus scrapes natively.
@@ -18,11 +22,6 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Response as GqlResponse, ServerResult, Variables};
 use async_trait::async_trait;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -35,11 +34,16 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sea_orm::DatabaseConnection;
 
-use crate::app::AppState;
 use crate::auth::SharedSecret;
 use crate::config::Secret;
 use crate::realtime::Realtime;
 use crate::storage::{ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules};
+
+mod graphql;
+mod store;
+
+pub use graphql::GraphqlMetrics;
+pub use store::MeteredStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -155,7 +159,8 @@ impl Metrics {
         Ok(text)
     }
 
-    fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// Counts and times one answered HTTP request by its route pattern.
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let (method, route) = (method.to_string(), route.to_string());
         self.http_duration
             .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
@@ -267,216 +272,10 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// `GET /metrics`. With `WARD_METRICS_TOKEN`, only for `Authorization: Bearer <token>`.
-pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.metrics.scrape_token
-        && !bearer_matches(&headers, token)
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
-            "a bearer token is required\n",
-        )
-            .into_response();
-    }
-    match state.metrics.render() {
-        Ok(text) => ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "encoding metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
-        }
-    }
-}
-
-/// Whether the request's `Authorization: Bearer` is the scrape token.
-fn bearer_matches(headers: &HeaderMap, token: &SharedSecret) -> bool {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .is_some_and(|given| token.matches(given.trim()))
-}
-
-/// Middleware: counts and times every routed request by its route pattern.
-pub async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_string();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let response = next.run(request).await;
-    let route = route.as_deref().unwrap_or("unmatched");
-    state.metrics.observe_http(&method, route, response.status().as_u16(), started.elapsed());
-    response
-}
-
-/// The async-graphql extension (factory) behind `ward_graphql_operations`.
-pub struct GraphqlMetrics(Arc<Metrics>);
-
-impl ExtensionFactory for GraphqlMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationMetrics { metrics: self.0.clone(), seen: Arc::default() })
-    }
-}
-
-/// One request's view: the document's operations (from parsing) and the one asked for.
-struct OperationMetrics {
-    metrics: Arc<Metrics>,
-    /// Shared with the response stream of a websocket operation, which is built before the
-    /// document is parsed.
-    seen: Arc<Mutex<Seen>>,
-}
-
-/// The operation name from the request, then, once the document is parsed, the type of the
-/// operation it runs.
-#[derive(Default)]
-struct Seen {
-    operation_name: Option<String>,
-    kind: Option<&'static str>,
-}
-
-fn operation_type(seen: &Mutex<Seen>) -> &'static str {
-    seen.lock().ok().and_then(|seen| seen.kind).unwrap_or("unknown")
-}
-
-#[async_trait]
-impl Extension for OperationMetrics {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> GqlResponse {
-        let started = Instant::now();
-        let response = next.run(ctx).await;
-        self.metrics.observe_operation(operation_type(&self.seen), &response, Some(started.elapsed()));
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, GqlResponse>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, GqlResponse> {
-        // Over a websocket every operation is a stream; count it at its first response.
-        let metrics = self.metrics.clone();
-        let seen = self.seen.clone();
-        let mut first = true;
-        next.run(ctx, stream)
-            .inspect(move |response| {
-                if std::mem::take(&mut first) {
-                    metrics.observe_operation(operation_type(&seen), response, None);
-                }
-            })
-            .boxed()
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: async_graphql::Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<async_graphql::Request> {
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.operation_name = request.operation_name.clone();
-        }
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.kind = Some(crate::graphql::prepare::operation_kind(&document, seen.operation_name.as_deref()));
-        }
-        Ok(document)
-    }
-}
-
-/// The object store with every call counted and timed.
-pub struct MeteredStore {
-    inner: Arc<dyn ObjectStore>,
-    metrics: Arc<Metrics>,
-}
-
-impl MeteredStore {
-    pub fn wrap(inner: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Arc<dyn ObjectStore> {
-        Arc::new(MeteredStore { inner, metrics })
-    }
-
-    fn record<T>(&self, call: &'static str, started: Instant, result: &Result<T, StorageError>) {
-        self.metrics.observe_storage(call, result.is_ok(), started.elapsed());
-    }
-}
-
-#[async_trait]
-impl ObjectStore for MeteredStore {
-    async fn create_signed_upload(
-        &self,
-        bucket: &str,
-        path: &ObjectPath,
-        expires_in: Duration,
-        rules: &UploadRules,
-    ) -> Result<SignedUpload, StorageError> {
-        let started = Instant::now();
-        let result = self.inner.create_signed_upload(bucket, path, expires_in, rules).await;
-        self.record("create_signed_upload", started, &result);
-        result
-    }
-
-    async fn create_signed_download(
-        &self,
-        bucket: &str,
-        path: &ObjectPath,
-        expires_in: Duration,
-        transform: Option<&Transform>,
-    ) -> Result<String, StorageError> {
-        let started = Instant::now();
-        let result = self.inner.create_signed_download(bucket, path, expires_in, transform).await;
-        self.record("create_signed_download", started, &result);
-        result
-    }
-
-    async fn info(&self, bucket: &str, path: &ObjectPath) -> Result<Option<ObjectInfo>, StorageError> {
-        let started = Instant::now();
-        let result = self.inner.info(bucket, path).await;
-        self.record("info", started, &result);
-        result
-    }
-
-    async fn upload(&self, bucket: &str, path: &ObjectPath, content_type: &str, body: Bytes) -> Result<(), StorageError> {
-        let started = Instant::now();
-        let result = self.inner.upload(bucket, path, content_type, body).await;
-        self.record("upload", started, &result);
-        result
-    }
-
-    async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
-        let started = Instant::now();
-        let result = self.inner.download(bucket, path, max_bytes).await;
-        self.record("download", started, &result);
-        result
-    }
-
-    async fn delete(&self, bucket: &str, path: &ObjectPath) -> Result<(), StorageError> {
-        let started = Instant::now();
-        let result = self.inner.delete(bucket, path).await;
-        self.record("delete", started, &result);
-        result
-    }
-
-    fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
-        self.inner.public_url(bucket, path)
-    }
-
-    async fn sweep_abandoned(&self) -> Result<usize, StorageError> {
-        let started = Instant::now();
-        let result = self.inner.sweep_abandoned().await;
-        self.record("sweep_abandoned", started, &result);
-        result
-    }
-
-    fn calls_out(&self) -> bool {
-        self.inner.calls_out()
+impl Metrics {
+    /// The token scrapes must present, when `WARD_METRICS_TOKEN` is set.
+    pub fn scrape_token(&self) -> Option<&SharedSecret> {
+        self.scrape_token.as_ref()
     }
 }
 
@@ -490,14 +289,4 @@ mod tests {
         assert!(!is_code("") && !is_code("drop table") && !is_code("Forbidden"));
     }
 
-    #[test]
-    fn the_metrics_token_is_a_bearer() {
-        let token = SharedSecret::new(&Secret::new("s3cret")).unwrap();
-        let mut headers = HeaderMap::new();
-        assert!(!bearer_matches(&headers, &token));
-        headers.insert(AUTHORIZATION, "Bearer s3cre".parse().unwrap());
-        assert!(!bearer_matches(&headers, &token));
-        headers.insert(AUTHORIZATION, "Bearer s3cret".parse().unwrap());
-        assert!(bearer_matches(&headers, &token));
-    }
 }
