@@ -16,11 +16,10 @@ use crate::config::{Config, Secret};
 use crate::db::embedded::{EmbeddedCluster, EmbeddedOptions};
 use crate::graphql::{Services, schema_builder};
 use crate::http::AppState;
-use crate::metrics::{MeteredStore, Metrics};
 use crate::local_secrets::LocalSecrets;
+use crate::metrics::{MeteredStore, Metrics};
 use crate::realtime::Realtime;
 use crate::{db, demo};
-
 
 /// Where the database is and how to reach it, once prepared.
 pub struct PreparedDatabase {
@@ -48,11 +47,9 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
 /// Starts the embedded cluster (when `DATABASE_URL` is unset), migrates, and seeds the demo.
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PreparedDatabase> {
     let prepared = match &config.database_url {
-        Some(url) => PreparedDatabase {
-            request_url: url.clone(),
-            owner_url: config.database_owner_url.clone(),
-            cluster: None,
-        },
+        Some(url) => {
+            PreparedDatabase { request_url: url.clone(), owner_url: config.database_owner_url.clone(), cluster: None }
+        }
         None => start_embedded(config).await?,
     };
     if let Some(owner_url) = &prepared.owner_url {
@@ -94,11 +91,8 @@ async fn start_embedded(config: &Config) -> anyhow::Result<PreparedDatabase> {
     // The role exists once the first migration has run; prepare_database runs the rest.
     db::migrate(&owner_url).await.context("running migrations")?;
     set_authenticator_password(&owner_url, &secrets.authenticator_password).await?;
-    let request_url = Secret::new(cluster.url(
-        "authenticator",
-        secrets.authenticator_password.expose(),
-        EMBEDDED_DATABASE,
-    ));
+    let request_url =
+        Secret::new(cluster.url("authenticator", secrets.authenticator_password.expose(), EMBEDDED_DATABASE));
     Ok(PreparedDatabase { request_url, owner_url: Some(owner_url), cluster: Some(cluster) })
 }
 
@@ -113,9 +107,7 @@ pub async fn create_database_if_missing(admin: &DatabaseConnection, name: &str) 
         .await?
         .is_some();
     if !exists {
-        admin
-            .execute_unprepared(&format!("create database \"{}\"", name.replace('"', "\"\"")))
-            .await?;
+        admin.execute_unprepared(&format!("create database \"{}\"", name.replace('"', "\"\""))).await?;
     }
     Ok(())
 }
@@ -159,9 +151,7 @@ impl App {
             .await
             .context("connecting to the database")?;
         let secret = jwt_secret(config)?;
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("listening on {}", config.bind))?;
+        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("listening on {}", config.bind))?;
         // Signed URLs must name the address clients reach: WARD_PUBLIC_URL, or the bound one
         // (the real port when WARD_BIND asked for port 0).
         let public_url = match &config.public_url {

@@ -315,7 +315,8 @@ impl Config {
         let supabase_jwks_url = match get("SUPABASE_JWKS_URL") {
             Some(v) => {
                 let v = v.trim().to_string();
-                let ok = reqwest::Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+                let ok =
+                    reqwest::Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
                 if !ok {
                     return Err(ConfigError {
                         name: "SUPABASE_JWKS_URL",
@@ -355,7 +356,9 @@ impl Config {
                 let endpoint = match get("WARD_S3_ENDPOINT") {
                     Some(v) => {
                         let v = v.trim().trim_end_matches('/').to_string();
-                        if !reqwest::Url::parse(&v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                        if !reqwest::Url::parse(&v)
+                            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                        {
                             return Err(ConfigError {
                                 name: "WARD_S3_ENDPOINT",
                                 problem: format!("`{v}` is not an absolute http(s) URL"),
@@ -370,7 +373,10 @@ impl Config {
                     Some("1" | "true" | "on" | "yes") => true,
                     Some("0" | "false" | "off" | "no") => false,
                     Some(other) => {
-                        return Err(ConfigError { name: "WARD_S3_VIRTUAL_HOSTED", problem: format!("`{other}` is not true or false") });
+                        return Err(ConfigError {
+                            name: "WARD_S3_VIRTUAL_HOSTED",
+                            problem: format!("`{other}` is not true or false"),
+                        });
                     }
                 };
                 let access_key_id = get("WARD_S3_ACCESS_KEY_ID");
@@ -402,10 +408,7 @@ impl Config {
             Some("1" | "true" | "on" | "yes") => true,
             Some("0" | "false" | "off" | "no") => false,
             Some(other) => {
-                return Err(ConfigError {
-                    name: "WARD_DEMO",
-                    problem: format!("`{other}` is not true or false"),
-                });
+                return Err(ConfigError { name: "WARD_DEMO", problem: format!("`{other}` is not true or false") });
             }
         };
         let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
@@ -446,10 +449,12 @@ impl Config {
             }
         };
         let max_body_bytes = match get("WARD_MAX_BODY_BYTES") {
-            Some(v) => v.trim().parse().ok().filter(|n| (1024..=1024 * 1024 * 1024).contains(n)).ok_or(ConfigError {
-                name: "WARD_MAX_BODY_BYTES",
-                problem: format!("`{v}` is not a number of bytes from 1024 to 1073741824"),
-            })?,
+            Some(v) => {
+                v.trim().parse().ok().filter(|n| (1024..=1024 * 1024 * 1024).contains(n)).ok_or(ConfigError {
+                    name: "WARD_MAX_BODY_BYTES",
+                    problem: format!("`{v}` is not a number of bytes from 1024 to 1073741824"),
+                })?
+            }
             None => 1024 * 1024,
         };
         let shutdown_timeout = match get("WARD_SHUTDOWN_TIMEOUT") {
@@ -536,8 +541,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -561,7 +565,8 @@ mod tests {
         assert!(config(&[("DATABASE_URL", direct)]).unwrap().check_pooler().is_ok());
         assert_eq!(config(&[("DATABASE_URL", direct)]).unwrap().db_pooler, Pooler::Direct);
         assert_eq!(config(&[("DATABASE_URL", "postgres://u@h/db")]).unwrap().db_pooler, Pooler::Direct);
-        let pgbouncer = config(&[("DATABASE_URL", "postgres://u@h:6432/db"), ("WARD_DB_POOLER", "transaction")]).unwrap();
+        let pgbouncer =
+            config(&[("DATABASE_URL", "postgres://u@h:6432/db"), ("WARD_DB_POOLER", "transaction")]).unwrap();
         assert_eq!(pgbouncer.db_pooler, Pooler::Transaction);
         let forced = config(&[("DATABASE_URL", supavisor), ("WARD_DB_POOLER", "direct")]).unwrap();
         assert_eq!(forced.db_pooler, Pooler::Direct);
@@ -597,7 +602,12 @@ mod tests {
         assert!(err.contains("WARD_STORAGE"), "{err}");
         let err = config(&[("WARD_STORAGE", "s3")]).unwrap_err().to_string();
         assert!(err.contains("WARD_S3_BUCKET"), "{err}");
-        let s3 = config(&[("WARD_STORAGE", "s3"), ("WARD_S3_BUCKET", "ward"), ("WARD_S3_ENDPOINT", "http://127.0.0.1:9000/")]).unwrap();
+        let s3 = config(&[
+            ("WARD_STORAGE", "s3"),
+            ("WARD_S3_BUCKET", "ward"),
+            ("WARD_S3_ENDPOINT", "http://127.0.0.1:9000/"),
+        ])
+        .unwrap();
         assert_eq!(s3.storage, StorageBackend::S3);
         let settings = s3.s3.unwrap();
         assert_eq!((settings.endpoint.as_deref(), settings.virtual_hosted), (Some("http://127.0.0.1:9000"), false));
@@ -628,7 +638,9 @@ mod tests {
         assert_eq!(config(&[]).unwrap().jwks_url(), None);
         let derived = config(&[("SUPABASE_URL", "https://p.supabase.co/")]).unwrap();
         assert_eq!(derived.jwks_url().as_deref(), Some("https://p.supabase.co/auth/v1/.well-known/jwks.json"));
-        let explicit = config(&[("SUPABASE_URL", "https://p.supabase.co"), ("SUPABASE_JWKS_URL", "http://127.0.0.1:9/keys")]).unwrap();
+        let explicit =
+            config(&[("SUPABASE_URL", "https://p.supabase.co"), ("SUPABASE_JWKS_URL", "http://127.0.0.1:9/keys")])
+                .unwrap();
         assert_eq!(explicit.jwks_url().as_deref(), Some("http://127.0.0.1:9/keys"));
         let err = config(&[("SUPABASE_JWKS_URL", "keys.json")]).unwrap_err().to_string();
         assert!(err.contains("SUPABASE_JWKS_URL"), "{err}");
@@ -647,7 +659,8 @@ mod tests {
         assert!(c.playground && c.playground_demo && c.introspection && c.metrics);
         let c = config(&[("DATABASE_URL", "postgres://authenticator@db/ward")]).unwrap();
         assert!(c.playground && !c.playground_demo);
-        let c = config(&[("DATABASE_URL", "postgres://authenticator@db/ward"), ("WARD_PLAYGROUND_DEMO", "on")]).unwrap();
+        let c =
+            config(&[("DATABASE_URL", "postgres://authenticator@db/ward"), ("WARD_PLAYGROUND_DEMO", "on")]).unwrap();
         assert!(c.playground_demo);
         let c = config(&[("WARD_DEMO", "off")]).unwrap();
         assert!(!c.playground_demo);

@@ -14,16 +14,10 @@ pub struct DemoMunicipality {
     pub name: &'static str,
 }
 
-pub const DEMO: DemoMunicipality = DemoMunicipality {
-    id: uuid!("00000000-0000-4000-8000-00000000d001"),
-    slug: "demo",
-    name: "Demo Municipality",
-};
-pub const OTHER: DemoMunicipality = DemoMunicipality {
-    id: uuid!("00000000-0000-4000-8000-00000000d002"),
-    slug: "other",
-    name: "Other Municipality",
-};
+pub const DEMO: DemoMunicipality =
+    DemoMunicipality { id: uuid!("00000000-0000-4000-8000-00000000d001"), slug: "demo", name: "Demo Municipality" };
+pub const OTHER: DemoMunicipality =
+    DemoMunicipality { id: uuid!("00000000-0000-4000-8000-00000000d002"), slug: "other", name: "Other Municipality" };
 
 /// A demo person.
 #[derive(Debug, Clone, Copy)]
@@ -111,20 +105,33 @@ macro_rules! ticket {
 /// The demo tickets: in `demo`, two of the citizen's, one sensitive case, and two of the
 /// manager's (one assigned to the field worker); in `other`, one each.
 pub const TICKETS: [DemoTicket; 7] = [
-    ticket!("1", DEMO, "WATER", "Burst pipe on Main Road", "OPEN", 0,
-            "citizen@demo.test", Some("worker@demo.test"), false),
-    ticket!("2", DEMO, "ROADS", "Pothole outside the clinic", "IN_PROGRESS", 1,
-            "citizen@demo.test", None, false),
-    ticket!("3", DEMO, "SAFETY", "Domestic violence report", "OPEN", 0,
-            "citizen@demo.test", None, true),
-    ticket!("4", DEMO, "ELECTRICITY", "Streetlights out in Harbour Street", "OPEN", 1,
-            "manager@demo.test", Some("worker@demo.test"), false),
-    ticket!("5", DEMO, "WASTE", "Missed refuse collection", "RESOLVED", 0,
-            "manager@demo.test", None, false),
-    ticket!("6", OTHER, "WATER", "No water pressure", "OPEN", 2,
-            "citizen@other.test", None, false),
-    ticket!("7", OTHER, "ROADS", "Collapsed culvert", "OPEN", 3,
-            "manager@other.test", None, false),
+    ticket!(
+        "1",
+        DEMO,
+        "WATER",
+        "Burst pipe on Main Road",
+        "OPEN",
+        0,
+        "citizen@demo.test",
+        Some("worker@demo.test"),
+        false
+    ),
+    ticket!("2", DEMO, "ROADS", "Pothole outside the clinic", "IN_PROGRESS", 1, "citizen@demo.test", None, false),
+    ticket!("3", DEMO, "SAFETY", "Domestic violence report", "OPEN", 0, "citizen@demo.test", None, true),
+    ticket!(
+        "4",
+        DEMO,
+        "ELECTRICITY",
+        "Streetlights out in Harbour Street",
+        "OPEN",
+        1,
+        "manager@demo.test",
+        Some("worker@demo.test"),
+        false
+    ),
+    ticket!("5", DEMO, "WASTE", "Missed refuse collection", "RESOLVED", 0, "manager@demo.test", None, false),
+    ticket!("6", OTHER, "WATER", "No water pressure", "OPEN", 2, "citizen@other.test", None, false),
+    ticket!("7", OTHER, "ROADS", "Collapsed culvert", "OPEN", 3, "manager@other.test", None, false),
 ];
 
 fn profile_id(email: &str) -> Option<Uuid> {

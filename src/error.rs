@@ -110,9 +110,7 @@ impl From<&sea_orm::DbErr> for ApiError {
                 tracing::debug!(%constraint, "check violation");
                 ApiError::new(ErrorCode::BadUserInput, "a value is not valid here")
             }
-            DbFailure::Contention => {
-                ApiError::new(ErrorCode::Conflict, "the data changed concurrently; try again")
-            }
+            DbFailure::Contention => ApiError::new(ErrorCode::Conflict, "the data changed concurrently; try again"),
             DbFailure::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
             DbFailure::Unavailable => {
                 tracing::warn!(error = %e, "database unavailable");

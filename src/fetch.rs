@@ -86,16 +86,15 @@ impl Fetcher {
             if response.content_length().is_some_and(|len| len > self.max_bytes) {
                 return Err(FetchError::TooLarge(self.max_bytes));
             }
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
-            let filename = url.path_segments().and_then(|mut s| s.next_back()).filter(|s| !s.is_empty()).map(String::from);
+            let content_type =
+                response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
+            let filename =
+                url.path_segments().and_then(|mut s| s.next_back()).filter(|s| !s.is_empty()).map(String::from);
             let mut body = BytesMut::new();
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| if e.is_timeout() { FetchError::Timeout } else { FetchError::Unreachable })?;
+                let chunk =
+                    chunk.map_err(|e| if e.is_timeout() { FetchError::Timeout } else { FetchError::Unreachable })?;
                 if (body.len() + chunk.len()) as u64 > self.max_bytes {
                     return Err(FetchError::TooLarge(self.max_bytes));
                 }
@@ -112,10 +111,8 @@ impl Fetcher {
         }
         let host = url.host_str().ok_or(FetchError::BadUrl)?.trim_start_matches('[').trim_end_matches(']').to_string();
         let port = url.port_or_known_default().ok_or(FetchError::BadUrl)?;
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| FetchError::Unreachable)?
-            .collect();
+        let addresses: Vec<SocketAddr> =
+            tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| FetchError::Unreachable)?.collect();
         let Some(first) = addresses.first().copied() else { return Err(FetchError::Unreachable) };
         if !self.allow_private && addresses.iter().any(|a| is_internal(a.ip())) {
             return Err(FetchError::PrivateAddress);
@@ -129,31 +126,35 @@ impl Fetcher {
             .resolve(&host, first)
             .build()
             .map_err(|_| FetchError::Unreachable)?;
-        client.get(url.clone()).send().await.map_err(|e| if e.is_timeout() { FetchError::Timeout } else { FetchError::Unreachable })
+        client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { FetchError::Timeout } else { FetchError::Unreachable })
     }
 }
 
 /// IPv4 ranges of the IANA IPv4 Special-Purpose Address Registry (and multicast): none is a
 /// place a public media URL may lead. (network, prefix length)
 const SPECIAL_V4: &[([u8; 4], u8)] = &[
-    ([0, 0, 0, 0], 8),        // "this network"
-    ([10, 0, 0, 0], 8),       // private
-    ([100, 64, 0, 0], 10),    // shared address space (carrier-grade NAT)
-    ([127, 0, 0, 0], 8),      // loopback
-    ([169, 254, 0, 0], 16),   // link-local (cloud metadata services)
-    ([172, 16, 0, 0], 12),    // private
-    ([192, 0, 0, 0], 24),     // IETF protocol assignments
-    ([192, 0, 2, 0], 24),     // documentation
-    ([192, 31, 196, 0], 24),  // AS112
-    ([192, 52, 193, 0], 24),  // AMT
-    ([192, 88, 99, 0], 24),   // 6to4 relay anycast (deprecated)
-    ([192, 168, 0, 0], 16),   // private
-    ([192, 175, 48, 0], 24),  // direct delegation AS112
-    ([198, 18, 0, 0], 15),    // benchmarking
-    ([198, 51, 100, 0], 24),  // documentation
-    ([203, 0, 113, 0], 24),   // documentation
-    ([224, 0, 0, 0], 4),      // multicast
-    ([240, 0, 0, 0], 4),      // reserved, and the limited broadcast address
+    ([0, 0, 0, 0], 8),       // "this network"
+    ([10, 0, 0, 0], 8),      // private
+    ([100, 64, 0, 0], 10),   // shared address space (carrier-grade NAT)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link-local (cloud metadata services)
+    ([172, 16, 0, 0], 12),   // private
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // documentation
+    ([192, 31, 196, 0], 24), // AS112
+    ([192, 52, 193, 0], 24), // AMT
+    ([192, 88, 99, 0], 24),  // 6to4 relay anycast (deprecated)
+    ([192, 168, 0, 0], 16),  // private
+    ([192, 175, 48, 0], 24), // direct delegation AS112
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([198, 51, 100, 0], 24), // documentation
+    ([203, 0, 113, 0], 24),  // documentation
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, and the limited broadcast address
 ];
 
 /// IPv6 ranges of the IANA IPv6 Special-Purpose Address Registry, multicast, and the
@@ -161,21 +162,21 @@ const SPECIAL_V4: &[([u8; 4], u8)] = &[
 /// (NAT64, 6to4, Teredo) are refused whole: a gateway would carry the request to whatever
 /// IPv4 address is inside.
 const SPECIAL_V6: &[([u16; 8], u8)] = &[
-    ([0, 0, 0, 0, 0, 0, 0, 0], 96),             // unspecified, loopback, IPv4-compatible
-    ([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),     // NAT64 well-known prefix
-    ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),     // NAT64 local use
-    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),         // discard-only
-    ([0x100, 0, 0, 1, 0, 0, 0, 0], 64),         // dummy prefix
-    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),        // IETF protocol assignments (Teredo, ORCHID, …)
-    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),    // documentation
-    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),        // 6to4
+    ([0, 0, 0, 0, 0, 0, 0, 0], 96),              // unspecified, loopback, IPv4-compatible
+    ([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),      // NAT64 well-known prefix
+    ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),      // NAT64 local use
+    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),          // discard-only
+    ([0x100, 0, 0, 1, 0, 0, 0, 0], 64),          // dummy prefix
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),         // IETF protocol assignments (Teredo, ORCHID, …)
+    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),     // documentation
+    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),         // 6to4
     ([0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0], 48), // direct delegation AS112
-    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),        // documentation
-    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),        // segment routing SIDs
-    ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),         // unique local
-    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),        // link-local
-    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),        // site-local (deprecated)
-    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),         // multicast
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),         // documentation
+    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),         // segment routing SIDs
+    ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),          // unique local
+    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),         // link-local
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),         // site-local (deprecated)
+    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),          // multicast
 ];
 
 /// Addresses that must not be reached from outside input.
@@ -208,19 +209,64 @@ mod tests {
     #[test]
     fn internal_addresses_are_recognised() {
         for internal in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "100.127.255.255", "0.0.0.0", "0.1.2.3", "192.0.0.170", "192.0.2.1", "198.18.0.1", "198.19.255.255",
-            "198.51.100.7", "203.0.113.9", "224.0.0.1", "239.255.255.250", "240.0.0.1", "250.1.2.3",
-            "255.255.255.255", "192.88.99.1", "::", "::1", "::127.0.0.1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-            "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "100::1", "2001::1", "2001:0:4136:e378::1",
-            "2001:db8::1", "2002:7f00:1::1", "2002:a9fe:a9fe::", "3fff::1", "5f00::1", "fd00::1", "fc00::1",
-            "fe80::1", "febf::1", "fec0::1", "ff02::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "192.0.0.170",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "250.1.2.3",
+            "255.255.255.255",
+            "192.88.99.1",
+            "::",
+            "::1",
+            "::127.0.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001::1",
+            "2001:0:4136:e378::1",
+            "2001:db8::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "3fff::1",
+            "5f00::1",
+            "fd00::1",
+            "fc00::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
         for public in [
-            "8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "198.20.0.1", "223.255.255.255", "2606:4700::1111",
-            "2a00:1450:4001::200e", "2001:4860:4860::8888", "::ffff:8.8.8.8",
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "198.20.0.1",
+            "223.255.255.255",
+            "2606:4700::1111",
+            "2a00:1450:4001::200e",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
         ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }

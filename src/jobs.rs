@@ -82,7 +82,10 @@ pub async fn upload_sweeper(
 }
 
 /// One sweep: how many intents expired, and how many objects were removed.
-pub async fn expire_uploads_once(pool: &DatabaseConnection, storage: &dyn ObjectStore) -> Result<(usize, usize), ApiError> {
+pub async fn expire_uploads_once(
+    pool: &DatabaseConnection,
+    storage: &dyn ObjectStore,
+) -> Result<(usize, usize), ApiError> {
     let tx = db::begin(pool, &Caller::Service, false).await.map_err(|e| ApiError::from(&e))?;
     let (expired, objects) = uploads::expire_due(&tx).await?;
     db::end(tx, true).await.map_err(|e| ApiError::from(&e))?;

@@ -54,12 +54,8 @@ impl LocalSecrets {
                     authenticator_password: random(32),
                 };
                 let tmp = data_dir.join(format!(".secrets.json.{}", std::process::id()));
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
+                let mut file =
+                    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
                 file.write_all(&serde_json::to_vec_pretty(&stored)?)?;
                 file.sync_all()?;
                 std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;

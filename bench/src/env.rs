@@ -155,7 +155,10 @@ impl Env {
             let exec: String = row.try_get("", "exec_ms")?;
             let plan: String = row.try_get("", "plan_ms")?;
             let query: String = row.try_get("", "query")?;
-            eprintln!("{calls:>8} calls {plans:>8} plans {exec:>8} ms exec {plan:>8} ms plan  {}", query.replace('\n', " "));
+            eprintln!(
+                "{calls:>8} calls {plans:>8} plans {exec:>8} ms exec {plan:>8} ms plan  {}",
+                query.replace('\n', " ")
+            );
         }
         Ok(())
     }

@@ -86,10 +86,8 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
     // The very claims ward puts into the transaction for this token (PostgreSQL parses them
     // in the policies, so their size is part of the cost), passed as a parameter like ward
     // does: pgbench binds its variable `:claims` (set with -D) in prepared mode.
-    let claims = ward::auth::Authenticator::new(&ward::config::Secret::new(JWT_SECRET))
-        .verify(&token)
-        .await?
-        .claims_json();
+    let claims =
+        ward::auth::Authenticator::new(&ward::config::Secret::new(JWT_SECRET)).verify(&token).await?.claims_json();
     let page_ids: Vec<String> = owner
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -173,9 +171,12 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
         pgbench(env, &case.sql, &claims, 1, connections)?;
         let mut measured = Vec::new();
         for _ in 0..rounds {
-            let ward = counted(env, &owner, || wrk(env, &ward_server, &token, &case.ward, seconds, connections)).await?;
+            let ward =
+                counted(env, &owner, || wrk(env, &ward_server, &token, &case.ward, seconds, connections)).await?;
             let theirs = match &peer_server {
-                Some(peer) => Some(counted(env, &owner, || wrk(env, peer, &token, &case.peer, seconds, connections)).await?),
+                Some(peer) => {
+                    Some(counted(env, &owner, || wrk(env, peer, &token, &case.peer, seconds, connections)).await?)
+                }
                 None => None,
             };
             let ceiling = counted(env, &owner, || pgbench(env, &case.sql, &claims, seconds, connections)).await?;
@@ -183,7 +184,8 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
         }
         let to_peer: Vec<f64> = measured.iter().filter_map(|r| Some(r.ward.rps / r.peer.as_ref()?.rps)).collect();
         measured.sort_by(|a, b| (a.ward.rps / a.ceiling.rps).total_cmp(&(b.ward.rps / b.ceiling.rps)));
-        let ratios: Vec<String> = measured.iter().map(|r| format!("{:.0}%", 100.0 * r.ward.rps / r.ceiling.rps)).collect();
+        let ratios: Vec<String> =
+            measured.iter().map(|r| format!("{:.0}%", 100.0 * r.ward.rps / r.ceiling.rps)).collect();
         let Round { ward, peer: theirs, ceiling } = &measured[measured.len() / 2];
         let mut to_peer_sorted = to_peer.clone();
         to_peer_sorted.sort_by(f64::total_cmp);
@@ -213,7 +215,14 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
         });
         cpu_rows.push(format!(
             "| {} | {:.3} | {:.3} | {:.1} / {:.1} | {peer_cpu} | {:.3} | {:.1} / {:.1} |",
-            case.name, ward.cpu.ward, ward.cpu.postgres, ward.statements, ward.plans, ceiling.cpu.postgres, ceiling.statements, ceiling.plans
+            case.name,
+            ward.cpu.ward,
+            ward.cpu.postgres,
+            ward.statements,
+            ward.plans,
+            ceiling.cpu.postgres,
+            ceiling.statements,
+            ceiling.plans
         ));
     }
     println!(
@@ -223,7 +232,9 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
     for row in rows {
         println!("{row}");
     }
-    println!("\nCPU milliseconds per request, same rounds (2 cores shared by all), and statements / plans per request:\n");
+    println!(
+        "\nCPU milliseconds per request, same rounds (2 cores shared by all), and statements / plans per request:\n"
+    );
     println!(
         "| case | ward | PostgreSQL under ward | statements / plans, ward | PostGraphile (node) | PostgreSQL under PostGraphile | statements / plans, PostGraphile | PostgreSQL under pgbench | statements / plans, pgbench |"
     );
@@ -357,7 +368,14 @@ fn parse_ms(text: &str) -> Option<f64> {
     }
 }
 
-fn wrk(env: &Env, server: &Server<'_>, token: &str, body: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
+fn wrk(
+    env: &Env,
+    server: &Server<'_>,
+    token: &str,
+    body: &str,
+    seconds: u32,
+    connections: u32,
+) -> anyhow::Result<Load> {
     let script = env.dir.join("wrk.lua");
     let lua_body = body.replace('\\', "\\\\").replace('\'', "\\'");
     std::fs::write(
@@ -380,13 +398,8 @@ fn wrk(env: &Env, server: &Server<'_>, token: &str, body: &str, seconds: u32, co
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .context("wrk printed no Requests/sec")?;
-    let percentile = |p: &str| {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(p))
-            .and_then(parse_ms)
-            .unwrap_or(f64::NAN)
-    };
+    let percentile =
+        |p: &str| text.lines().map(str::trim).find_map(|l| l.strip_prefix(p)).and_then(parse_ms).unwrap_or(f64::NAN);
     // "12345 requests in 5.00s, 3.2MB read"
     let requests: f64 = text
         .lines()
@@ -394,8 +407,19 @@ fn wrk(env: &Env, server: &Server<'_>, token: &str, body: &str, seconds: u32, co
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("wrk printed no request count")?;
-    let cpu = before.per_request_ms(&CpuSample::settled(server.pid, env.cluster.postmaster_pid(), before.postgres_processes), requests);
-    Ok(Load { rps, requests, p50_ms: percentile("50%"), p99_ms: percentile("99%"), cpu, statements: f64::NAN, plans: f64::NAN })
+    let cpu = before.per_request_ms(
+        &CpuSample::settled(server.pid, env.cluster.postmaster_pid(), before.postgres_processes),
+        requests,
+    );
+    Ok(Load {
+        rps,
+        requests,
+        p50_ms: percentile("50%"),
+        p99_ms: percentile("99%"),
+        cpu,
+        statements: f64::NAN,
+        plans: f64::NAN,
+    })
 }
 
 fn pgbench(env: &Env, sql: &str, claims: &str, seconds: u32, connections: u32) -> anyhow::Result<Load> {
@@ -430,7 +454,8 @@ fn pgbench(env: &Env, sql: &str, claims: &str, seconds: u32, connections: u32) -
     let mut latencies: Vec<f64> = Vec::new();
     for entry in std::fs::read_dir(&log_dir)?.flatten() {
         let log = std::fs::read_to_string(entry.path())?;
-        latencies.extend(log.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok()).map(|us| us / 1000.0));
+        latencies
+            .extend(log.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok()).map(|us| us / 1000.0));
     }
     let requests: f64 = text
         .lines()
@@ -440,5 +465,13 @@ fn pgbench(env: &Env, sql: &str, claims: &str, seconds: u32, connections: u32) -
         .context("pgbench printed no transaction count")?;
     let cpu = before.per_request_ms(&env.cpu_settled(&before), requests);
     latencies.sort_by(|a, b| a.total_cmp(b));
-    Ok(Load { rps, requests, p50_ms: quantile(&latencies, 0.5), p99_ms: quantile(&latencies, 0.99), cpu, statements: f64::NAN, plans: f64::NAN })
+    Ok(Load {
+        rps,
+        requests,
+        p50_ms: quantile(&latencies, 0.5),
+        p99_ms: quantile(&latencies, 0.99),
+        cpu,
+        statements: f64::NAN,
+        plans: f64::NAN,
+    })
 }

@@ -26,12 +26,48 @@ pub struct Options {
 }
 
 const WORDS: [&str; 20] = [
-    "burst", "leaking", "broken", "blocked", "missing", "flooded", "damaged", "fallen", "noisy", "dark",
-    "overflowing", "cracked", "loose", "stolen", "exposed", "sinking", "smoking", "rusted", "dumped", "faded",
+    "burst",
+    "leaking",
+    "broken",
+    "blocked",
+    "missing",
+    "flooded",
+    "damaged",
+    "fallen",
+    "noisy",
+    "dark",
+    "overflowing",
+    "cracked",
+    "loose",
+    "stolen",
+    "exposed",
+    "sinking",
+    "smoking",
+    "rusted",
+    "dumped",
+    "faded",
 ];
 const THINGS: [&str; 20] = [
-    "pipe", "hydrant", "streetlight", "drain", "manhole", "meter", "cable", "pothole", "sign", "bin",
-    "culvert", "bridge", "tap", "valve", "transformer", "pavement", "fence", "gutter", "kerb", "pole",
+    "pipe",
+    "hydrant",
+    "streetlight",
+    "drain",
+    "manhole",
+    "meter",
+    "cable",
+    "pothole",
+    "sign",
+    "bin",
+    "culvert",
+    "bridge",
+    "tap",
+    "valve",
+    "transformer",
+    "pavement",
+    "fence",
+    "gutter",
+    "kerb",
+    "pole",
 ];
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -45,7 +81,11 @@ async fn seed_to(owner: &sea_orm::DatabaseConnection, from: u64, to: u64) -> any
     let things = THINGS.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(",");
     // The trigram indexes are built after the rows, not kept up row by row (the same indexes,
     // ten times faster to seed).
-    owner.execute_unprepared("drop index if exists tickets_title_trgm_idx; drop index if exists tickets_description_trgm_idx").await?;
+    owner
+        .execute_unprepared(
+            "drop index if exists tickets_title_trgm_idx; drop index if exists tickets_description_trgm_idx",
+        )
+        .await?;
     // In batches: each statement's trigger work (tracking numbers, events) stays small.
     let mut start = from + 1;
     while start <= to {
@@ -74,7 +114,13 @@ async fn seed_to(owner: &sea_orm::DatabaseConnection, from: u64, to: u64) -> any
     Ok(())
 }
 
-async fn graphql(http: &Client, env: &Env, token: &str, query: &str, variables: Value) -> anyhow::Result<(Duration, Value)> {
+async fn graphql(
+    http: &Client,
+    env: &Env,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<(Duration, Value)> {
     let started = Instant::now();
     let body: Value = http
         .post(format!("{}/graphql", env.base))
@@ -89,7 +135,14 @@ async fn graphql(http: &Client, env: &Env, token: &str, query: &str, variables: 
     Ok((elapsed, body))
 }
 
-async fn timed_http(http: &Client, env: &Env, token: &str, query: &str, variables: Value, samples: usize) -> anyhow::Result<f64> {
+async fn timed_http(
+    http: &Client,
+    env: &Env,
+    token: &str,
+    query: &str,
+    variables: Value,
+    samples: usize,
+) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         times.push(graphql(http, env, token, query, variables.clone()).await?.0.as_secs_f64() * 1000.0);
@@ -98,7 +151,12 @@ async fn timed_http(http: &Client, env: &Env, token: &str, query: &str, variable
 }
 
 /// One statement in a fresh RLS transaction as `caller` (ward's own session code), timed.
-async fn timed_sql(pool: &sea_orm::DatabaseConnection, caller: &Caller, sql: &str, samples: usize) -> anyhow::Result<f64> {
+async fn timed_sql(
+    pool: &sea_orm::DatabaseConnection,
+    caller: &Caller,
+    sql: &str,
+    samples: usize,
+) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let tx = ward::db::begin(pool, caller, true).await?;
@@ -114,7 +172,11 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     let env = Env::start(ward_bin, 10, &[("WARD_SLA_SWEEP_SECONDS", "0".into())]).await?;
     let http = Client::new();
     let owner = env.owner().await?;
-    let pool = ward::db::connect(&ward::config::Secret::new(env.cluster.url("authenticator", crate::env::AUTHENTICATOR_PASSWORD, "ward")), 2).await?;
+    let pool = ward::db::connect(
+        &ward::config::Secret::new(env.cluster.url("authenticator", crate::env::AUTHENTICATOR_PASSWORD, "ward")),
+        2,
+    )
+    .await?;
     let token = env.token("manager@demo.test");
     let person = demo::person("manager@demo.test").context("manager")?;
     let manager = Caller::User(UserClaims {
@@ -129,7 +191,9 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     // A frequent term (1 ticket in 400 matches) and a rare one (a ticket number: 1 at 100k).
     let searches = [("leaking hydrant", "frequent"), ("#54321", "rare")];
 
-    println!("| tickets | first page ms | page 21 ms | status + category page ms | totalCount ms (exact?) | SQL: full count ms | SQL: bounded count ms |");
+    println!(
+        "| tickets | first page ms | page 21 ms | status + category page ms | totalCount ms (exact?) | SQL: full count ms | SQL: bounded count ms |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut search_rows = Vec::new();
     let mut seeded = 0;
@@ -145,7 +209,15 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
         let s = options.samples;
         let first = timed_http(&http, &env, &token, page, json!({}), s).await?;
         let page21 = timed_http(&http, &env, &token, page, json!({ "after": after }), s).await?;
-        let filtered = timed_http(&http, &env, &token, page, json!({ "f": { "status": ["IN_PROGRESS"], "category": ["ROADS"] } }), s).await?;
+        let filtered = timed_http(
+            &http,
+            &env,
+            &token,
+            page,
+            json!({ "f": { "status": ["IN_PROGRESS"], "category": ["ROADS"] } }),
+            s,
+        )
+        .await?;
         let counted = timed_http(&http, &env, &token, count, json!({}), s).await?;
         let (_, body) = graphql(&http, &env, &token, count, json!({})).await?;
         let exact = body["data"]["tickets"]["totalCountIsExact"].as_bool().unwrap_or(false);
@@ -169,7 +241,8 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
             search_rows.push(format!("| {n} | {kind} (`{term}`) | {searched:.2} | {ilike:.2} | {indexed:.2} |"));
         }
         let full_count = timed_sql(&pool, &manager, "select count(*) from tickets", s).await?;
-        let bounded_count = timed_sql(&pool, &manager, "select count(*) from (select 1 from tickets limit 10001) m", s).await?;
+        let bounded_count =
+            timed_sql(&pool, &manager, "select count(*) from (select 1 from tickets limit 10001) m", s).await?;
         println!(
             "| {n} | {first:.2} | {page21:.2} | {filtered:.2} | {counted:.2} ({}) | {full_count:.2} | {bounded_count:.2} |",
             if exact { "exact" } else { "estimate" }

@@ -78,7 +78,8 @@ async fn soak(env: &Env, options: &Options) -> anyhow::Result<()> {
     let tokens: Vec<String> = demo::PEOPLE.iter().map(|p| env.token(p.email)).collect();
     let gate = Arc::new(tokio::sync::Semaphore::new(100));
     for i in 0..options.subscribers {
-        let (url, token, counters, gate) = (format!("ws://{}/graphql/ws", env.addr), tokens[i % tokens.len()].clone(), counters.clone(), gate.clone());
+        let (url, token, counters, gate) =
+            (format!("ws://{}/graphql/ws", env.addr), tokens[i % tokens.len()].clone(), counters.clone(), gate.clone());
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
             if let Err(error) = subscriber(url, token, &counters, permit.ok()).await {
@@ -137,10 +138,25 @@ async fn soak(env: &Env, options: &Options) -> anyhow::Result<()> {
     println!();
     println!("| resource | warmed up ({:.1} min) | end (idle) | change |", warm.at.as_secs_f64() / 60.0);
     println!("| --- | --- | --- | --- |");
-    println!("| RSS MiB | {:.1} | {:.1} | {:+.1}% |", warm.rss_kib as f64 / 1024.0, end.rss_kib as f64 / 1024.0, change(warm.rss_kib as f64, end.rss_kib as f64));
+    println!(
+        "| RSS MiB | {:.1} | {:.1} | {:+.1}% |",
+        warm.rss_kib as f64 / 1024.0,
+        end.rss_kib as f64 / 1024.0,
+        change(warm.rss_kib as f64, end.rss_kib as f64)
+    );
     println!("| file descriptors | {} | {} | {:+.1}% |", warm.fds, end.fds, change(warm.fds as f64, end.fds as f64));
-    println!("| threads | {} | {} | {:+.1}% |", warm.threads, end.threads, change(warm.threads as f64, end.threads as f64));
-    println!("| DB connections | {} | {} | {:+.1}% |", warm.db_connections, end.db_connections, change(warm.db_connections as f64, end.db_connections as f64));
+    println!(
+        "| threads | {} | {} | {:+.1}% |",
+        warm.threads,
+        end.threads,
+        change(warm.threads as f64, end.threads as f64)
+    );
+    println!(
+        "| DB connections | {} | {} | {:+.1}% |",
+        warm.db_connections,
+        end.db_connections,
+        change(warm.db_connections as f64, end.db_connections as f64)
+    );
     println!();
     println!(
         "{} requests ({} abandoned by their client mid-request), {} deliveries, {} subscriptions ended early, {notices} \"no transaction in progress\" notices",
@@ -153,11 +169,20 @@ async fn soak(env: &Env, options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sample(env: &Env, owner: &sea_orm::DatabaseConnection, counters: &Counters, at: Duration) -> anyhow::Result<Sample> {
+async fn sample(
+    env: &Env,
+    owner: &sea_orm::DatabaseConnection,
+    counters: &Counters,
+    at: Duration,
+) -> anyhow::Result<Sample> {
     let pid = env.ward.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| -> u64 {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
     let row = owner
@@ -190,7 +215,8 @@ async fn subscriber(
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
     let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
     ws.send(Message::text(init.to_string())).await?;
-    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { ticketUpdates { eventId } }" } });
+    let subscribe =
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { ticketUpdates { eventId } }" } });
     ws.send(Message::text(subscribe.to_string())).await?;
     drop(permit);
     // Clients ping; a connection silent for a minute is closed by the server.
@@ -214,14 +240,22 @@ async fn subscriber(
 }
 
 fn png(n: u32) -> Vec<u8> {
-    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(32 + n % 32, 32, |x, y| image::Rgb([x as u8, y as u8, n as u8])));
+    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(32 + n % 32, 32, |x, y| {
+        image::Rgb([x as u8, y as u8, n as u8])
+    }));
     let mut out = Cursor::new(Vec::new());
     let _ = image.write_to(&mut out, image::ImageFormat::Png);
     out.into_inner()
 }
 
 /// One HTTP client's loop of mixed requests.
-async fn client(n: usize, base: String, (citizen, manager): (String, String), counters: Arc<Counters>, stop: Arc<AtomicBool>) {
+async fn client(
+    n: usize,
+    base: String,
+    (citizen, manager): (String, String),
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
     let http = reqwest::Client::new();
     let graphql = |token: &str, query: &str, variables: Value| {
         http.post(format!("{base}/graphql")).bearer_auth(token).json(&json!({ "query": query, "variables": variables }))
@@ -231,15 +265,31 @@ async fn client(n: usize, base: String, (citizen, manager): (String, String), co
         i += 1;
         let outcome = match i % 10 {
             0..=3 => send(graphql(&citizen, "{ me { id displayName municipality { name } } }", json!({}))).await.1,
-            4 | 5 => send(graphql(&manager, "{ tickets(first: 20) { nodes { id title reporter { id } media { id } } } }", json!({}))).await.1,
+            4 | 5 => {
+                send(graphql(
+                    &manager,
+                    "{ tickets(first: 20) { nodes { id title reporter { id } media { id } } } }",
+                    json!({}),
+                ))
+                .await
+                .1
+            }
             6 => {
                 let input = json!({ "input": { "title": format!("Soak {n}.{i}"), "category": "ROADS" } });
-                send(graphql(&citizen, "mutation($input: CreateTicketInput!) { createTicket(input: $input) { id } }", input)).await.1
+                send(graphql(
+                    &citizen,
+                    "mutation($input: CreateTicketInput!) { createTicket(input: $input) { id } }",
+                    input,
+                ))
+                .await
+                .1
             }
             7 => {
                 // Read the version, then edit (a concurrent edit makes this a CONFLICT).
                 let id = TICKETS[(i % 2) as usize].id.to_string();
-                let (ticket, outcome) = send(graphql(&manager, "query($id: ID!) { ticket(id: $id) { version } }", json!({ "id": id }))).await;
+                let (ticket, outcome) =
+                    send(graphql(&manager, "query($id: ID!) { ticket(id: $id) { version } }", json!({ "id": id })))
+                        .await;
                 match ticket["data"]["ticket"]["version"].as_i64() {
                     None => outcome,
                     Some(version) => {
@@ -252,7 +302,11 @@ async fn client(n: usize, base: String, (citizen, manager): (String, String), co
             8 => photo_round_trip(&http, &base, &citizen, i as u32).await,
             _ => {
                 // A client that hangs up after a few milliseconds, often mid-request.
-                let request = graphql(&manager, "mutation { updateMyProfile(input: { displayName: \"Soak Manager\" }) { id } }", json!({}));
+                let request = graphql(
+                    &manager,
+                    "mutation { updateMyProfile(input: { displayName: \"Soak Manager\" }) { id } }",
+                    json!({}),
+                );
                 match tokio::time::timeout(Duration::from_millis(1 + i % 5), request.send()).await {
                     Err(_) => {
                         counters.hung_up.fetch_add(1, Ordering::Relaxed);
@@ -273,13 +327,23 @@ async fn photo_round_trip(http: &reqwest::Client, base: &str, token: &str, n: u3
         http.post(format!("{base}/graphql")).bearer_auth(token).json(&json!({ "query": query, "variables": variables }))
     };
     let input = json!({ "input": { "filename": format!("soak-{n}.png"), "contentType": "image/png", "sizeBytes": bytes.len() } });
-    let (intent, outcome) = send(post("mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }", input)).await;
+    let (intent, outcome) =
+        send(post("mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }", input))
+            .await;
     let Some(url) = intent["data"]["createPhotoUpload"]["uploadUrl"].as_str() else { return outcome };
-    if !http.put(url).header("content-type", "image/png").body(bytes).send().await.is_ok_and(|r| r.status().is_success()) {
+    if !http
+        .put(url)
+        .header("content-type", "image/png")
+        .body(bytes)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
         return "PUT failed".to_string();
     }
     let id = intent["data"]["createPhotoUpload"]["id"].clone();
-    let (photo, outcome) = send(post("mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": id }))).await;
+    let (photo, outcome) =
+        send(post("mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": id }))).await;
     let Some(photo) = photo["data"]["confirmPhotoUpload"]["id"].as_str() else { return outcome };
     send(post("mutation($id: ID!) { deletePhoto(id: $id) }", json!({ "id": photo }))).await.1
 }

@@ -55,7 +55,13 @@ async fn one_put(http: &Client, env: &Env, path: &str, body: &bytes::Bytes) -> a
     Ok(started.elapsed())
 }
 
-async fn resumable(http: &Client, env: &Env, path: &str, body: &bytes::Bytes, chunk: usize) -> anyhow::Result<Duration> {
+async fn resumable(
+    http: &Client,
+    env: &Env,
+    path: &str,
+    body: &bytes::Bytes,
+    chunk: usize,
+) -> anyhow::Result<Duration> {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let token = upload_token(http, env, "evidence", path).await?;
@@ -65,7 +71,10 @@ async fn resumable(http: &Client, env: &Env, path: &str, body: &bytes::Bytes, ch
         .header("tus-resumable", "1.0.0")
         .header("x-signature", &token)
         .header("upload-length", body.len().to_string())
-        .header("upload-metadata", format!("bucketName {},objectName {},contentType {}", b64("evidence"), b64(path), b64("video/mp4")))
+        .header(
+            "upload-metadata",
+            format!("bucketName {},objectName {},contentType {}", b64("evidence"), b64(path), b64("video/mp4")),
+        )
         .send()
         .await?;
     anyhow::ensure!(created.status() == StatusCode::CREATED, "create: {}", created.status());
@@ -95,9 +104,7 @@ fn jpeg(width: u32, height: u32) -> Vec<u8> {
         image::Rgb([((x * 255 / width) + n) as u8, ((y * 255 / height) + n) as u8, (128 + n) as u8])
     });
     let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Jpeg)
-        .expect("encode a JPEG");
+    image::DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Jpeg).expect("encode a JPEG");
     out.into_inner()
 }
 
@@ -121,7 +128,11 @@ fn median_ms(mut samples: Vec<f64>) -> f64 {
 pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     let env = Env::start(ward_bin, 10, &[]).await?;
     let http = Client::builder().timeout(Duration::from_secs(600)).build()?;
-    let body = bytes::Bytes::from((0..options.mib * 1024 * 1024).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0]).collect::<Vec<u8>>());
+    let body = bytes::Bytes::from(
+        (0..options.mib * 1024 * 1024)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
+            .collect::<Vec<u8>>(),
+    );
     let mib = body.len() as f64 / (1024.0 * 1024.0);
 
     println!("## Uploads: {} MiB to the evidence bucket ({} rounds, alternating)\n", options.mib, options.rounds);
@@ -131,7 +142,9 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     for round in 0..options.rounds {
         let p = one_put(&http, &env, &format!("bench/{round}/put.mp4"), &body).await?;
         let w = resumable(&http, &env, &format!("bench/{round}/tus-one.mp4"), &body, body.len()).await?;
-        let c = resumable(&http, &env, &format!("bench/{round}/tus-chunks.mp4"), &body, options.chunk_mib * 1024 * 1024).await?;
+        let c =
+            resumable(&http, &env, &format!("bench/{round}/tus-chunks.mp4"), &body, options.chunk_mib * 1024 * 1024)
+                .await?;
         let rate = |d: Duration| mib / d.as_secs_f64();
         println!("| {} | {:.0} | {:.0} | {:.0} |", round + 1, rate(p), rate(w), rate(c));
         put.push(rate(p));
@@ -183,7 +196,11 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
         cached.push(c);
     }
     let (o, f, c) = (median_ms(originals), median_ms(firsts), median_ms(cached));
-    println!("\nmedian: original {o:.2} ms; first render {f:.0} ms ({:.0}× the original); cached {c:.2} ms ({:.2}× the original)", f / o, c / o);
+    println!(
+        "\nmedian: original {o:.2} ms; first render {f:.0} ms ({:.0}× the original); cached {c:.2} ms ({:.2}× the original)",
+        f / o,
+        c / o
+    );
     // Where a first render's time goes, measured in this process with the same crate.
     let (mut decode, mut resize, mut encode) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {

@@ -67,8 +67,16 @@ struct Shared {
 
 /// Runs every subscriber count with `ward_bin`, and first with `baseline` when given (another
 /// build, alternating, so both meet the same spells of the shared machine).
-pub async fn run(ward_bin: &str, baseline: Option<&str>, counts: &[usize], rate: u32, seconds: u64) -> anyhow::Result<()> {
-    println!("| build | subscribers | changes/s | deliveries expected | delivered | deliveries/s | p50 ms | p99 ms | max ms | SQL statements/event | RSS/idle subscriber | ward CPU µs/delivery |");
+pub async fn run(
+    ward_bin: &str,
+    baseline: Option<&str>,
+    counts: &[usize],
+    rate: u32,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    println!(
+        "| build | subscribers | changes/s | deliveries expected | delivered | deliveries/s | p50 ms | p99 ms | max ms | SQL statements/event | RSS/idle subscriber | ward CPU µs/delivery |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for &n in counts {
         for (label, bin) in baseline.map(|b| ("baseline", b)).into_iter().chain([("this build", ward_bin)]) {
@@ -122,7 +130,8 @@ async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result
     let begin = Instant::now();
     for seq in 0..total {
         ticks.tick().await;
-        let (ticket, viewers) = if seq % 2 == 0 { (TICKETS[0].id, demo_viewers) } else { (TICKETS[5].id, other_viewers) };
+        let (ticket, viewers) =
+            if seq % 2 == 0 { (TICKETS[0].id, demo_viewers) } else { (TICKETS[5].id, other_viewers) };
         expected += viewers as u64;
         if let Some(sent) = usize::try_from(seq).ok().and_then(|i| shared.sent.get(i)) {
             sent.store(u64::try_from(shared.base.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -210,11 +219,14 @@ async fn subscriber(
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string()))
-        .await?;
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string(),
+    ))
+    .await?;
     let ack = ws.next().await.ok_or_else(|| anyhow::anyhow!("closed before ack"))??;
     anyhow::ensure!(ack.to_text()?.contains("connection_ack"), "no ack: {ack}");
-    ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": QUERY } }).to_string())).await?;
+    ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": QUERY } }).to_string()))
+        .await?;
     shared.subscribed.fetch_add(1, Ordering::Relaxed);
     drop(permit);
     let mut probed = false;
@@ -236,7 +248,10 @@ async fn subscriber(
             ws.send(Message::text(json!({ "type": "pong" }).to_string())).await?;
             continue;
         }
-        let Some(title) = message.payload.and_then(|p| p.data).and_then(|d| d.ticket_updates.ticket).map(|t| t.title) else { continue };
+        let Some(title) = message.payload.and_then(|p| p.data).and_then(|d| d.ticket_updates.ticket).map(|t| t.title)
+        else {
+            continue;
+        };
         if let Some(seq) = title.strip_prefix("bench-").and_then(|s| s.parse::<usize>().ok()) {
             let sent = shared.sent.get(seq).map(|s| s.load(Ordering::Relaxed)).filter(|ns| *ns > 0);
             if let Some(sent) = sent {

@@ -64,10 +64,7 @@ impl std::fmt::Debug for Jwks {
 
 impl Jwks {
     pub fn new(url: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
         Jwks { url: url.into(), http, cache: RwLock::default(), refreshing: Mutex::new(()) }
     }
 

@@ -162,7 +162,8 @@ fn caller_from_claims(claims: Value) -> Result<Caller, AuthError> {
 /// end. Unverified when `{kind}_verified` is false (top level or `user_metadata`), when
 /// `{kind}_confirmed_at` is present and null, or for an anonymous sign-in.
 fn verified_contact(claims: &Value, kind: &str) -> Option<String> {
-    let is_false = |v: Option<&Value>| matches!(v, Some(Value::Bool(false))) || v.and_then(Value::as_str) == Some("false");
+    let is_false =
+        |v: Option<&Value>| matches!(v, Some(Value::Bool(false))) || v.and_then(Value::as_str) == Some("false");
     let verified = format!("{kind}_verified");
     let flag = claims.get(&verified).or_else(|| claims.get("user_metadata").and_then(|m| m.get(&verified)));
     let anonymous = matches!(claims.get("is_anonymous"), Some(Value::Bool(true)));
@@ -180,9 +181,7 @@ fn map_jwt_error(error: jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::InvalidSignature => AuthError::BadSignature,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::BadAlgorithm,
         ErrorKind::InvalidAudience => AuthError::BadAudience,
-        ErrorKind::MissingRequiredClaim(claim) => {
-            AuthError::Malformed(format!("the `{claim}` claim is missing"))
-        }
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::Malformed(format!("the `{claim}` claim is missing")),
         ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
             AuthError::Malformed("not a JSON Web Token".into())
         }

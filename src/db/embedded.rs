@@ -79,10 +79,7 @@ pub struct EmbeddedCluster {
 
 impl std::fmt::Debug for EmbeddedCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedCluster")
-            .field("data_dir", &self.data_dir)
-            .field("port", &self.port)
-            .finish()
+        f.debug_struct("EmbeddedCluster").field("data_dir", &self.data_dir).field("port", &self.port).finish()
     }
 }
 
@@ -103,8 +100,7 @@ impl EmbeddedCluster {
             Some(_) => return Err(EmbeddedError::BinariesNotFound),
             None => find_bin_dir(existing_major_version(&data_dir).as_deref())?,
         };
-        let mut cluster =
-            EmbeddedCluster { data_dir, bin_dir, port: 0, run_as, watchdog: None };
+        let mut cluster = EmbeddedCluster { data_dir, bin_dir, port: 0, run_as, watchdog: None };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.init(&options.superuser_password)?;
         }
@@ -192,8 +188,7 @@ impl EmbeddedCluster {
                 return Err(EmbeddedError::Unreachable(self.data_dir.clone()));
             }
             for path in [&self.data_dir, &pwfile] {
-                std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
-                    .map_err(io_err(path))?;
+                std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(io_err(path))?;
             }
         }
         let output = self
@@ -266,10 +261,7 @@ impl EmbeddedCluster {
                 }
             }
         }
-        Err(last_error.unwrap_or(EmbeddedError::Command {
-            what: "pg_ctl start",
-            detail: "gave up".into(),
-        }))
+        Err(last_error.unwrap_or(EmbeddedError::Command { what: "pg_ctl start", detail: "gave up".into() }))
     }
 
     /// Starts a shell that waits for its stdin to close (which happens when this process
@@ -284,10 +276,9 @@ impl EmbeddedCluster {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = command.spawn().map_err(|e| EmbeddedError::Command {
-            what: "the cluster watchdog",
-            detail: e.to_string(),
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| EmbeddedError::Command { what: "the cluster watchdog", detail: e.to_string() })?;
         let Some(stdin) = child.stdin.take() else {
             return Err(EmbeddedError::Command { what: "the cluster watchdog", detail: "no stdin".into() });
         };
@@ -303,12 +294,8 @@ impl EmbeddedCluster {
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Result<(), EmbeddedError> {
-        let output = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", mode, "-w", "-t", "60", "stop"])
-            .output();
+        let output =
+            self.command("pg_ctl").arg("-D").arg(&self.data_dir).args(["-m", mode, "-w", "-t", "60", "stop"]).output();
         check_output("pg_ctl stop", output)
     }
 
@@ -336,10 +323,7 @@ impl Drop for EmbeddedCluster {
     }
 }
 
-fn check_output(
-    what: &'static str,
-    output: std::io::Result<std::process::Output>,
-) -> Result<(), EmbeddedError> {
+fn check_output(what: &'static str, output: std::io::Result<std::process::Output>) -> Result<(), EmbeddedError> {
     let output = output.map_err(|e| EmbeddedError::Command { what, detail: e.to_string() })?;
     if output.status.success() {
         return Ok(());
@@ -362,9 +346,7 @@ fn postgres_user() -> Result<SystemUser, EmbeddedError> {
         .find_map(|line| {
             let fields: Vec<&str> = line.split(':').collect();
             match fields.as_slice() {
-                ["postgres", _, uid, gid, ..] => {
-                    Some(SystemUser { uid: uid.parse().ok()?, gid: gid.parse().ok()? })
-                }
+                ["postgres", _, uid, gid, ..] => Some(SystemUser { uid: uid.parse().ok()?, gid: gid.parse().ok()? }),
                 _ => None,
             }
         })
@@ -385,11 +367,8 @@ fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
 }
 
 fn free_port() -> Result<u16, EmbeddedError> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| EmbeddedError::Command {
-            what: "finding a free port",
-            detail: e.to_string(),
-        })?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| EmbeddedError::Command { what: "finding a free port", detail: e.to_string() })?;
     listener
         .local_addr()
         .map(|a| a.port())
@@ -420,10 +399,10 @@ fn find_bin_dir(wanted_major: Option<&str>) -> Result<PathBuf, EmbeddedError> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
-    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
-        if output.status.success() {
-            candidates.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
-        }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
+        && output.status.success()
+    {
+        candidates.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
     }
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versioned: Vec<(u32, PathBuf)> = entries
@@ -433,17 +412,14 @@ fn find_bin_dir(wanted_major: Option<&str>) -> Result<PathBuf, EmbeddedError> {
                 Some((version, e.path().join("bin")))
             })
             .collect();
-        versioned.sort_by(|a, b| b.0.cmp(&a.0));
+        versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
         candidates.extend(versioned.into_iter().map(|(_, dir)| dir));
     }
-    let usable: Vec<PathBuf> = candidates
-        .into_iter()
-        .filter(|dir| has_server_binaries(dir))
-        .collect();
-    if let Some(major) = wanted_major {
-        if let Some(dir) = usable.iter().find(|dir| server_major(dir).as_deref() == Some(major)) {
-            return Ok(dir.clone());
-        }
+    let usable: Vec<PathBuf> = candidates.into_iter().filter(|dir| has_server_binaries(dir)).collect();
+    if let Some(major) = wanted_major
+        && let Some(dir) = usable.iter().find(|dir| server_major(dir).as_deref() == Some(major))
+    {
+        return Ok(dir.clone());
     }
     usable.into_iter().next().ok_or(EmbeddedError::BinariesNotFound)
 }
@@ -465,9 +441,7 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -49,7 +49,10 @@ pub fn classify(err: &DbErr) -> DbFailure {
     let code = db_error.code();
     // Connection exceptions (08), insufficient resources (53: too many connections, out of
     // memory or disk), and the server shutting down or starting (57P01-57P03).
-    if code.as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || matches!(c, "57P01" | "57P02" | "57P03")) {
+    if code
+        .as_deref()
+        .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || matches!(c, "57P01" | "57P02" | "57P03"))
+    {
         return DbFailure::Unavailable;
     }
     let constraint = db_error.constraint().unwrap_or_default().to_string();
@@ -69,9 +72,9 @@ pub fn classify(err: &DbErr) -> DbFailure {
 /// the connection failing without an answer.
 pub fn answered(err: &DbErr) -> bool {
     match err {
-        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Conn(RuntimeErr::SqlxError(e)) => {
-            e.as_database_error().is_some()
-        }
+        DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => e.as_database_error().is_some(),
         _ => false,
     }
 }

@@ -12,8 +12,8 @@ pub use tx::{Tx, begin, begin_sql, begin_statement, end};
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
 use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use crate::config::Secret;
 
@@ -76,7 +76,8 @@ pub async fn check_request_role(db: &DatabaseConnection) -> Result<(), StartupEr
 }
 
 /// Roles that must never be made ward's request role: Supabase's and PostgreSQL's own.
-const RESERVED_ROLES: [&str; 6] = ["postgres", "authenticator", "anon", "authenticated", "service_role", "supabase_admin"];
+const RESERVED_ROLES: [&str; 6] =
+    ["postgres", "authenticator", "anon", "authenticated", "service_role", "supabase_admin"];
 
 /// The comment ward puts on the request roles it creates (and looks for before altering one).
 const REQUEST_ROLE_COMMENT: &str = "ward request role (ward migrate --request-role)";
@@ -84,7 +85,9 @@ const REQUEST_ROLE_COMMENT: &str = "ward request role (ward migrate --request-ro
 /// Why a request role could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestRoleError {
-    #[error("`{0}` is not a role name ward creates: use lower-case letters, digits and `_`, at most 63, starting with a letter")]
+    #[error(
+        "`{0}` is not a role name ward creates: use lower-case letters, digits and `_`, at most 63, starting with a letter"
+    )]
     BadName(String),
     #[error("`{0}` is reserved (Supabase's or PostgreSQL's own role): choose a name of your own, e.g. `ward_requests`")]
     Reserved(String),
@@ -137,7 +140,7 @@ pub async fn ensure_request_role(owner_url: &Secret, name: &str, password: &Secr
     let row = owner
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            &format!(
+            format!(
                 "select format('{verb} role %I login noinherit nosuperuser nobypassrls password %L', $1::text, $2::text) as ddl"
             ),
             [name.into(), password.expose().into()],

@@ -42,7 +42,12 @@ async fn commit_resolved(db: &DatabaseConnection, tx: Tx) -> Result<(), DbErr> {
                 [xid.into()],
             ))
             .await;
-        match status.ok().flatten().and_then(|row| row.try_get::<Option<String>>("", "status").ok().flatten()).as_deref() {
+        match status
+            .ok()
+            .flatten()
+            .and_then(|row| row.try_get::<Option<String>>("", "status").ok().flatten())
+            .as_deref()
+        {
             Some("committed") => {
                 tracing::warn!(xid, "a commit's answer was lost; it had committed");
                 return Ok(());
@@ -152,10 +157,8 @@ impl RlsSession {
                     ))
                     .await?;
                 let clean = row.and_then(|r| r.try_get::<bool>("", "clean").ok()).unwrap_or(false);
-                if clean {
-                    if let State::Open(tx) = std::mem::replace(&mut *state, State::Idle) {
-                        end(tx, false).await?;
-                    }
+                if clean && let State::Open(tx) = std::mem::replace(&mut *state, State::Idle) {
+                    end(tx, false).await?;
                 }
             }
         }

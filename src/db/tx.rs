@@ -15,12 +15,12 @@ use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::postgres::PgTransactionManager;
 use sea_orm::sqlx::{self, Executor as _, Postgres, SqlSafeStr as _};
 // sqlx does not re-export the trait through which a custom `BEGIN` is sent.
-use sqlx_core::transaction::TransactionManager as _;
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
     Statement,
 };
 use sea_query_sqlx::SqlxValues;
+use sqlx_core::transaction::TransactionManager as _;
 use tokio::sync::Mutex;
 
 use crate::auth::Caller;
@@ -93,7 +93,9 @@ pub async fn begin(db: &DatabaseConnection, caller: &Caller, read_only: bool) ->
     let statement = begin_statement(caller, read_only);
     FinishedIfDropped::new(async move {
         let mut conn = pool.acquire().await.map_err(acquire_error)?;
-        if let Err(error) = PgTransactionManager::begin(&mut conn, Some(sqlx::AssertSqlSafe(statement).into_sql_str())).await {
+        if let Err(error) =
+            PgTransactionManager::begin(&mut conn, Some(sqlx::AssertSqlSafe(statement).into_sql_str())).await
+        {
             conn.close_on_drop();
             return Err(DbErr::Exec(RuntimeErr::SqlxError(error.into())));
         }

@@ -15,10 +15,7 @@ pub async fn by_ids(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, municipality::Model>, DomainError> {
-    let rows = Municipality::find()
-        .filter(municipality::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?;
+    let rows = Municipality::find().filter(municipality::Column::Id.is_in(ids.iter().copied())).all(db).await?;
     Ok(rows.into_iter().map(|m| (m.id, m)).collect())
 }
 

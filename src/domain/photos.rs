@@ -61,9 +61,9 @@ impl ImageType {
             "image/png" => Ok(ImageType::Png),
             "image/webp" => Ok(ImageType::Webp),
             "image/gif" => Ok(ImageType::Gif),
-            _ => Err(DomainError::BadInput(
-                "contentType must be image/jpeg, image/png, image/webp or image/gif".into(),
-            )),
+            _ => {
+                Err(DomainError::BadInput("contentType must be image/jpeg, image/png, image/webp or image/gif".into()))
+            }
         }
     }
 
@@ -108,7 +108,8 @@ impl PhotoFilename {
         if name.contains(['/', '\\']) || name.trim() == "." || name.trim().starts_with("..") {
             return bad("must be a plain file name, without folders or `..`");
         }
-        let clean = sanitize_filename(name).map_err(|_| DomainError::BadInput("filename has no usable characters".into()))?;
+        let clean =
+            sanitize_filename(name).map_err(|_| DomainError::BadInput("filename has no usable characters".into()))?;
         Ok(PhotoFilename(clean))
     }
 
@@ -245,7 +246,11 @@ pub struct Confirmable {
 
 /// Finds the caller's pending photo intent (reads only).
 #[tracing::instrument(skip_all, fields(%intent_id))]
-pub async fn confirmable(db: &impl ConnectionTrait, caller: &Caller, intent_id: Uuid) -> Result<Confirmable, DomainError> {
+pub async fn confirmable(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    intent_id: Uuid,
+) -> Result<Confirmable, DomainError> {
     let me = profiles::acting(db, caller, "uploading photos").await?;
     // Under RLS a person sees only their own intents: anyone else's is not found.
     let intent = UploadIntent::find_by_id(intent_id).one(db).await?.ok_or(DomainError::NotFound("upload"))?;
@@ -317,10 +322,7 @@ pub async fn check_and_thumbnail(storage: &dyn ObjectStore, c: &Confirmable) -> 
         }
     };
     let thumbnail_path = object_path(&format!("{}/{}/thumbnail.jpg", intent.created_by, intent.id))?;
-    match storage
-        .upload(THUMBNAIL_BUCKET, &thumbnail_path, "image/jpeg", processed.thumbnail.into())
-        .await
-    {
+    match storage.upload(THUMBNAIL_BUCKET, &thumbnail_path, "image/jpeg", processed.thumbnail.into()).await {
         // Left by an earlier or concurrent confirmation of this very photo.
         Ok(()) | Err(StorageError::AlreadyExists) => {}
         Err(e) => return Err(e.into()),
@@ -331,7 +333,11 @@ pub async fn check_and_thumbnail(storage: &dyn ObjectStore, c: &Confirmable) -> 
 /// Turns the checked upload into a photo: claims the intent (of two concurrent
 /// confirmations, the second finds nothing left to claim) and records the photo.
 #[tracing::instrument(skip_all, fields(intent_id = %c.intent.id))]
-pub async fn record_photo(db: &impl ConnectionTrait, c: &Confirmable, checked: Checked) -> Result<photo::Model, DomainError> {
+pub async fn record_photo(
+    db: &impl ConnectionTrait,
+    c: &Confirmable,
+    checked: Checked,
+) -> Result<photo::Model, DomainError> {
     let claimed = UploadIntent::update_many()
         .col_expr(upload_intent::Column::Status, Expr::value(UploadStatus::Confirmed))
         .filter(upload_intent::Column::Id.eq(c.intent.id))
@@ -421,12 +427,8 @@ pub async fn list(
     if let Some(after) = after {
         query = query.filter(after.after(photo::Column::CreatedAt, photo::Column::Id, true));
     }
-    let mut rows = query
-        .order_by_desc(photo::Column::CreatedAt)
-        .order_by_desc(photo::Column::Id)
-        .limit(first + 1)
-        .all(db)
-        .await?;
+    let mut rows =
+        query.order_by_desc(photo::Column::CreatedAt).order_by_desc(photo::Column::Id).limit(first + 1).all(db).await?;
     let has_next_page = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok(PhotoPage { photos: rows, has_next_page })
@@ -478,12 +480,17 @@ pub async fn delete(db: &impl ConnectionTrait, caller: &Caller, id: Uuid) -> Res
 /// Removes a deleted photo's objects, the photo and its thumbnail (best effort: a failure is
 /// logged, and leaves an object no row refers to, which nothing signs a link to).
 pub async fn remove_objects(storage: &dyn ObjectStore, photo: &photo::Model) {
-    let objects = [(photo.bucket.as_str(), Some(photo.object_path.as_str())), (THUMBNAIL_BUCKET, photo.thumbnail_path.as_deref())];
+    let objects = [
+        (photo.bucket.as_str(), Some(photo.object_path.as_str())),
+        (THUMBNAIL_BUCKET, photo.thumbnail_path.as_deref()),
+    ];
     for (bucket, path) in objects {
         let Some(Ok(path)) = path.map(ObjectPath::parse) else { continue };
         match storage.delete(bucket, &path).await {
             Ok(()) | Err(StorageError::NotFound) => {}
-            Err(error) => tracing::warn!(%error, photo_id = %photo.id, bucket, "removing a deleted photo's object failed"),
+            Err(error) => {
+                tracing::warn!(%error, photo_id = %photo.id, bucket, "removing a deleted photo's object failed")
+            }
         }
     }
 }

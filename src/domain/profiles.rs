@@ -66,9 +66,7 @@ pub async fn me_linking(
 /// Links the caller to their unlinked profile, in `db` (which must be writable); returns the
 /// caller's profile id, linked now or before.
 pub async fn link(db: &impl ConnectionTrait) -> Result<Option<Uuid>, DomainError> {
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select app.link_profile() as id"))
-        .await?;
+    let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, "select app.link_profile() as id")).await?;
     Ok(match row {
         Some(row) => row.try_get::<Option<Uuid>>("", "id")?,
         None => None,
@@ -125,9 +123,9 @@ pub async fn register(
             crate::db::DbFailure::Duplicate(constraint) if constraint.contains("auth_user_id") => {
                 Err(DomainError::Conflict("you already have a profile".into()))
             }
-            crate::db::DbFailure::Duplicate(_) => Err(DomainError::Conflict(
-                "another profile already has your email or phone number".into(),
-            )),
+            crate::db::DbFailure::Duplicate(_) => {
+                Err(DomainError::Conflict("another profile already has your email or phone number".into()))
+            }
             _ => Err(e.into()),
         },
     }
@@ -209,9 +207,9 @@ pub struct ProfileChanges {
 /// The caller's own profile, required to act.
 pub async fn acting(db: &impl ConnectionTrait, caller: &Caller, what: &str) -> Result<profile::Model, DomainError> {
     match caller {
-        Caller::User(_) => me(db, caller)
-            .await?
-            .ok_or_else(|| DomainError::Forbidden(format!("register a profile before {what}"))),
+        Caller::User(_) => {
+            me(db, caller).await?.ok_or_else(|| DomainError::Forbidden(format!("register a profile before {what}")))
+        }
         Caller::Anonymous => Err(DomainError::Unauthenticated(format!("sign in before {what}"))),
         Caller::Service => Err(DomainError::Forbidden("the service role does not act as a person".into())),
     }

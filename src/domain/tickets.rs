@@ -10,8 +10,7 @@ use entity::prelude::*;
 use entity::ticket;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement,
-    Value,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -277,10 +276,8 @@ pub async fn list(
         c.where_clause(),
         limit + 1
     );
-    let mut rows = Ticket::find()
-        .from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values))
-        .all(db)
-        .await?;
+    let mut rows =
+        Ticket::find().from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values)).all(db).await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     if backwards {
@@ -361,10 +358,10 @@ pub async fn create(db: &impl ConnectionTrait, caller: &Caller, new: NewTicket) 
     if new.priority.is_some() && me.role == AppRole::Citizen {
         return Err(DomainError::Forbidden("staff set a ticket's priority; leave it out".into()));
     }
-    if let Some(ward) = new.ward_id {
-        if Ward::find_by_id(ward).one(db).await?.is_none() {
-            return Err(DomainError::BadInput("no such ward in your municipality".into()));
-        }
+    if let Some(ward) = new.ward_id
+        && Ward::find_by_id(ward).one(db).await?.is_none()
+    {
+        return Err(DomainError::BadInput("no such ward in your municipality".into()));
     }
     let model = ticket::ActiveModel {
         municipality_id: Set(me.municipality_id),
@@ -403,14 +400,13 @@ pub async fn update(
     if !may_manage(me.role, &current) {
         return Err(DomainError::Forbidden("you may not edit this ticket".into()));
     }
-    if let Some(Some(ward)) = changes.ward_id {
-        if Ward::find_by_id(ward).one(db).await?.is_none() {
-            return Err(DomainError::BadInput("no such ward in your municipality".into()));
-        }
+    if let Some(Some(ward)) = changes.ward_id
+        && Ward::find_by_id(ward).one(db).await?.is_none()
+    {
+        return Err(DomainError::BadInput("no such ward in your municipality".into()));
     }
-    let mut update = Ticket::update_many()
-        .filter(ticket::Column::Id.eq(id))
-        .filter(ticket::Column::Version.eq(expected_version));
+    let mut update =
+        Ticket::update_many().filter(ticket::Column::Id.eq(id)).filter(ticket::Column::Version.eq(expected_version));
     let mut changed = false;
     if let Some(title) = changes.title {
         update = update.col_expr(ticket::Column::Title, Expr::value(title.into_inner()));
@@ -554,8 +550,7 @@ pub async fn assign(
     }
     let assignee = Profile::find_by_id(assignee_id).one(db).await?;
     let fits = assignee.is_some_and(|a| {
-        a.municipality_id == current.municipality_id
-            && matches!(a.role, AppRole::FieldWorker | AppRole::Manager)
+        a.municipality_id == current.municipality_id && matches!(a.role, AppRole::FieldWorker | AppRole::Manager)
     });
     if !fits {
         return Err(DomainError::BadInput(

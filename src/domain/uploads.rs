@@ -54,18 +54,21 @@ pub const TICKET_FILE_TYPES: [&str; 11] = [
 /// dropped).
 pub fn ticket_file_type(value: &str) -> Result<&'static str, DomainError> {
     let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    TICKET_FILE_TYPES
-        .iter()
-        .find(|t| **t == essence)
-        .copied()
-        .ok_or_else(|| DomainError::BadInput(format!("content type `{}` is not accepted for ticket files", essence.chars().take(60).collect::<String>())))
+    TICKET_FILE_TYPES.iter().find(|t| **t == essence).copied().ok_or_else(|| {
+        DomainError::BadInput(format!(
+            "content type `{}` is not accepted for ticket files",
+            essence.chars().take(60).collect::<String>()
+        ))
+    })
 }
 
 /// Which bucket a file of `purpose` on `ticket` goes to, and the purpose recorded.
 pub fn destination(purpose: UploadPurpose, sensitive: bool) -> Result<(&'static str, UploadPurpose), DomainError> {
     match (purpose, sensitive) {
         // Evidence of a gender-based-violence case is always kept behind the GBV firewall.
-        (UploadPurpose::Evidence | UploadPurpose::GbvEvidence, true) => Ok(("gbv-evidence", UploadPurpose::GbvEvidence)),
+        (UploadPurpose::Evidence | UploadPurpose::GbvEvidence, true) => {
+            Ok(("gbv-evidence", UploadPurpose::GbvEvidence))
+        }
         (UploadPurpose::Evidence, false) => Ok(("evidence", UploadPurpose::Evidence)),
         (UploadPurpose::GbvEvidence, false) => {
             Err(DomainError::BadInput("GBV evidence belongs to sensitive tickets".into()))
@@ -97,7 +100,11 @@ pub struct PlannedIntent {
 /// The bucket follows the purpose and the ticket's sensitivity; GBV evidence is accepted
 /// from managers, SAPS liaisons and admins only.
 #[tracing::instrument(skip_all, fields(ticket_id = %new.ticket_id))]
-pub async fn plan_intent(db: &impl ConnectionTrait, caller: &Caller, new: NewTicketUpload) -> Result<PlannedIntent, DomainError> {
+pub async fn plan_intent(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    new: NewTicketUpload,
+) -> Result<PlannedIntent, DomainError> {
     let me = match caller {
         Caller::User(_) => profiles::me(db, caller)
             .await?
@@ -167,7 +174,11 @@ pub struct Confirmable {
 
 /// Finds the caller's pending, unexpired ticket-file intent (reads only).
 #[tracing::instrument(skip_all, fields(%intent_id))]
-pub async fn confirmable(db: &impl ConnectionTrait, caller: &Caller, intent_id: Uuid) -> Result<Confirmable, DomainError> {
+pub async fn confirmable(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    intent_id: Uuid,
+) -> Result<Confirmable, DomainError> {
     let me = profiles::me(db, caller).await?.ok_or(DomainError::NotFound("upload intent"))?;
     let intent = UploadIntent::find_by_id(intent_id).one(db).await?.ok_or(DomainError::NotFound("upload intent"))?;
     let Some(ticket_id) = intent.ticket_id else {
@@ -338,10 +349,10 @@ pub async fn plan_ingest(
         .as_deref()
         .ok_or_else(|| DomainError::BadInput("the media URL sent no content type".into()))?;
     let content_type = ticket_file_type(served)?;
-    if let Some(declared) = declared_type {
-        if ticket_file_type(declared)? != content_type {
-            return Err(DomainError::BadInput(format!("the media URL served {content_type}, not {declared}")));
-        }
+    if let Some(declared) = declared_type
+        && ticket_file_type(declared)? != content_type
+    {
+        return Err(DomainError::BadInput(format!("the media URL served {content_type}, not {declared}")));
     }
     if file.bytes.is_empty() {
         return Err(DomainError::BadInput("the media URL served an empty file".into()));
@@ -353,7 +364,11 @@ pub async fn plan_ingest(
 }
 
 /// Records an ingested file that storage now holds.
-pub async fn record_ingest(db: &impl ConnectionTrait, plan: &PlannedIngest, size: usize) -> Result<media::Model, DomainError> {
+pub async fn record_ingest(
+    db: &impl ConnectionTrait,
+    plan: &PlannedIngest,
+    size: usize,
+) -> Result<media::Model, DomainError> {
     let row = media::ActiveModel {
         id: Set(Uuid::new_v4()),
         ticket_id: Set(plan.ticket.id),

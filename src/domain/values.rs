@@ -70,7 +70,8 @@ impl NoticeKind {
             && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !valid {
             return Err(DomainError::BadInput(
-                "kind must be 1 to 64 characters of A-Z, 0-9 and _, starting with a letter (e.g. CREW_DISPATCHED)".into(),
+                "kind must be 1 to 64 characters of A-Z, 0-9 and _, starting with a letter (e.g. CREW_DISPATCHED)"
+                    .into(),
             ));
         }
         Ok(NoticeKind(value.to_string()))
@@ -129,9 +130,8 @@ impl Phone {
     pub fn parse(value: &str) -> Result<Self, DomainError> {
         let compact: String = value.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
         let digits = compact.strip_prefix('+').unwrap_or("");
-        let valid = (7..=15).contains(&digits.len())
-            && digits.chars().all(|c| c.is_ascii_digit())
-            && !digits.starts_with('0');
+        let valid =
+            (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
         if !valid {
             return Err(DomainError::BadInput(
                 "phone must be in international form: + and 7 to 15 digits, e.g. +27821234567".into(),
@@ -156,7 +156,9 @@ impl Slug {
             && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid {
-            return Err(DomainError::BadInput("municipalitySlug is not a municipality's short name (e.g. `demo`)".into()));
+            return Err(DomainError::BadInput(
+                "municipalitySlug is not a municipality's short name (e.g. `demo`)".into(),
+            ));
         }
         Ok(Slug(value))
     }

@@ -10,4 +10,3 @@ pub struct PageInfo {
     pub start_cursor: Option<String>,
     pub end_cursor: Option<String>,
 }
-

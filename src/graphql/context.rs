@@ -147,8 +147,7 @@ pub fn every<V>(ids: &[Uuid], mut found: HashMap<Uuid, V>) -> HashMap<Uuid, Opti
 
 /// The request's data, or an internal error if the request was built without it.
 pub fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestData, ApiError> {
-    ctx.data::<RequestData>()
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no request session"))
+    ctx.data::<RequestData>().map_err(|_| ApiError::new(ErrorCode::Internal, "internal error: no request session"))
 }
 
 /// Runs a domain function in the request's RLS transaction and converts its error.

@@ -13,8 +13,8 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 use super::RequestData;
-use super::prepare::{Prepared, Preparer};
 use super::context::conclude;
+use super::prepare::{Prepared, Preparer};
 use super::prepare::{operation_kind, parse_code, set_code, validation_code, within_bounds};
 use crate::auth::Caller;
 use crate::db::RlsSession;
@@ -51,7 +51,12 @@ impl Extension for WardExtension {
         next.run(ctx, request).await
     }
 
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
         if let Some(data) = ctx.data_opt::<RequestData>() {
             conclude(&data.session, &mut response).await;
@@ -116,12 +121,12 @@ fn with_session(ctx: &ExtensionContext<'_>, mut request: Request) -> ServerResul
     }
     let writes = kind == "mutation";
     let caller = ctx.data_opt::<Caller>().cloned().unwrap_or(Caller::Anonymous);
-    if let Caller::User(user) = &caller {
-        if user.exp <= chrono::Utc::now().timestamp() {
-            let mut error = ServerError::new("the connection's token has expired; reconnect with a fresh one", None);
-            set_code(&mut error, "UNAUTHENTICATED");
-            return Err(error);
-        }
+    if let Caller::User(user) = &caller
+        && user.exp <= chrono::Utc::now().timestamp()
+    {
+        let mut error = ServerError::new("the connection's token has expired; reconnect with a fresh one", None);
+        set_code(&mut error, "UNAUTHENTICATED");
+        return Err(error);
     }
     let Some(pool) = ctx.data_opt::<sea_orm::DatabaseConnection>() else {
         let mut error = ServerError::new("internal error: no database", None);

@@ -46,8 +46,11 @@ impl ImageTransform {
     /// The storage transformation, checked (`BAD_USER_INPUT` outside the bounds).
     pub fn to_storage(&self) -> Result<Transform, ApiError> {
         let side = |v: Option<i32>, name: &str| -> Result<Option<u32>, ApiError> {
-            v.map(|v| u32::try_from(v).map_err(|_| ApiError::new(ErrorCode::BadUserInput, format!("`{name}` must be positive"))))
-                .transpose()
+            v.map(|v| {
+                u32::try_from(v)
+                    .map_err(|_| ApiError::new(ErrorCode::BadUserInput, format!("`{name}` must be positive")))
+            })
+            .transpose()
         };
         let transform = Transform {
             width: side(self.width, "width")?,
@@ -59,7 +62,10 @@ impl ImageTransform {
             },
             quality: self
                 .quality
-                .map(|q| u8::try_from(q).map_err(|_| ApiError::new(ErrorCode::BadUserInput, "`quality` must be between 20 and 100")))
+                .map(|q| {
+                    u8::try_from(q)
+                        .map_err(|_| ApiError::new(ErrorCode::BadUserInput, "`quality` must be between 20 and 100"))
+                })
                 .transpose()?,
             format: match self.format {
                 ImageFormat::Origin => Format::Origin,

@@ -79,7 +79,6 @@ impl Media {
     }
 }
 
-
 /// Why a file is attached to a ticket.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum UploadPurpose {
@@ -156,7 +155,8 @@ impl MediaMutation {
         let (caller, storage) = (caller(ctx)?, storage(ctx)?);
         let pending = run(ctx, async |tx| uploads::confirmable(tx, caller, intent_id).await).await?;
         let arrived = outside(ctx, uploads::check_arrival(storage, &pending)).await?.map_err(ApiError::from)?;
-        let (media, _readable) = run_mutation(ctx, async |tx| uploads::record_media(tx, &pending, arrived).await).await?;
+        let (media, _readable) =
+            run_mutation(ctx, async |tx| uploads::record_media(tx, &pending, arrived).await).await?;
         Ok(Media::new(media, Scope::default()))
     }
 
@@ -180,9 +180,13 @@ impl MediaMutation {
         // The download, and then the upload to storage, hold no connection.
         let file = outside(ctx, fetcher.fetch(&url)).await?.map_err(ApiError::from)?;
         let storage = storage(ctx)?;
-        let plan = run(ctx, async |tx| uploads::plan_ingest(tx, caller, ticket_id, &file, content_type.as_deref()).await).await?;
+        let plan =
+            run(ctx, async |tx| uploads::plan_ingest(tx, caller, ticket_id, &file, content_type.as_deref()).await)
+                .await?;
         let size = file.bytes.len();
-        outside(ctx, storage.upload(plan.bucket, &plan.path, plan.content_type, file.bytes)).await?.map_err(ApiError::from)?;
+        outside(ctx, storage.upload(plan.bucket, &plan.path, plan.content_type, file.bytes))
+            .await?
+            .map_err(ApiError::from)?;
         match run_mutation(ctx, async |tx| uploads::record_ingest(tx, &plan, size).await).await {
             Ok(media) => Ok(Media::new(media, Scope::default())),
             Err(error) => {

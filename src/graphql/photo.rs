@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use entity::photo;
 use uuid::Uuid;
 
-use super::context::{after_commit, caller, outside, parse_id, run, run_mutation, storage, storage_handle, storage_read};
-use super::uploads::UploadIntent;
-use super::image::{ImageResize, ImageTransform};
 use super::connection::PageInfo;
+use super::context::{
+    after_commit, caller, outside, parse_id, run, run_mutation, storage, storage_handle, storage_read,
+};
+use super::image::{ImageResize, ImageTransform};
+use super::uploads::UploadIntent;
 use crate::domain::photos::{self, NewPhotoUpload, PhotoCursor, PhotoPage};
 use crate::error::ApiError;
 
@@ -45,7 +47,10 @@ impl Photo {
         let expires_in = expires_in.unwrap_or(3600);
         let transform = match (width, height) {
             (None, None) if resize.is_none() => None,
-            _ => Some(ImageTransform { width, height, resize: resize.unwrap_or_default(), ..Default::default() }.to_storage()?),
+            _ => Some(
+                ImageTransform { width, height, resize: resize.unwrap_or_default(), ..Default::default() }
+                    .to_storage()?,
+            ),
         };
         // Signing may call Supabase Storage: no connection is held meanwhile.
         let session = &super::context::request(ctx)?.session;
@@ -108,11 +113,7 @@ impl PhotoEdge {
 #[Object]
 impl PhotoConnection {
     async fn edges(&self) -> Vec<PhotoEdge> {
-        self.page
-            .photos
-            .iter()
-            .map(|p| PhotoEdge { cursor: PhotoCursor::of(p).encode(), photo: p.clone() })
-            .collect()
+        self.page.photos.iter().map(|p| PhotoEdge { cursor: PhotoCursor::of(p).encode(), photo: p.clone() }).collect()
     }
 
     async fn nodes(&self) -> Vec<Photo> {
@@ -156,7 +157,11 @@ pub struct PhotoMutation;
 impl PhotoMutation {
     /// Starts a photo upload: PUT the file to the intent's `uploadUrl`, then
     /// `confirmPhotoUpload`.
-    async fn create_photo_upload(&self, ctx: &Context<'_>, input: PhotoUploadInput) -> async_graphql::Result<UploadIntent> {
+    async fn create_photo_upload(
+        &self,
+        ctx: &Context<'_>,
+        input: PhotoUploadInput,
+    ) -> async_graphql::Result<UploadIntent> {
         let upload = NewPhotoUpload::parse(&input.filename, &input.content_type, input.size_bytes.into())
             .map_err(ApiError::from)?;
         let mut created = create_photo_uploads(ctx, vec![upload]).await?;

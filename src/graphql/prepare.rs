@@ -108,7 +108,11 @@ impl Preparer {
 
     /// Apollo's Automatic Persisted Queries: the hash alone runs a remembered document; the
     /// hash with the text (checked against it) runs it and has it remembered.
-    async fn persisted_query(&self, request: &mut Request, value: async_graphql::Value) -> Result<Option<Learn>, ServerError> {
+    async fn persisted_query(
+        &self,
+        request: &mut Request,
+        value: async_graphql::Value,
+    ) -> Result<Option<Learn>, ServerError> {
         let persisted: PersistedQuery = async_graphql::from_value(value)
             .map_err(|_| coded("the persistedQuery extension is malformed", "BAD_REQUEST"))?;
         if persisted.version != 1 {
@@ -175,7 +179,10 @@ pub fn operation_kind(document: &ExecutableDocument, operation_name: Option<&str
 pub fn within_bounds(document: &ExecutableDocument) -> Result<usize, ServerError> {
     let n = selections(document);
     if n > MAX_SELECTIONS {
-        return Err(coded(&format!("the document spells out more than {MAX_SELECTIONS} selections"), "QUERY_TOO_COMPLEX"));
+        return Err(coded(
+            &format!("the document spells out more than {MAX_SELECTIONS} selections"),
+            "QUERY_TOO_COMPLEX",
+        ));
     }
     Ok(n)
 }

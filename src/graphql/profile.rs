@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use entity::enums::AppRole;
 use entity::{municipality, profile};
 
+use super::connection::PageInfo;
 use super::context::{Prefetched, Scope, aside_pool, caller, every, parse_id, run, run_mutation};
 use super::photo::PhotoConnection;
-use super::connection::PageInfo;
-use crate::domain::photos::{self, PhotoCursor};
 use crate::domain::municipalities;
+use crate::domain::photos::{self, PhotoCursor};
 use crate::domain::profiles::{self, ProfileChanges, ProfileCursor, ProfilePage};
 use crate::domain::values::{DisplayName, Phone, Slug};
 use crate::error::ApiError;
@@ -276,7 +276,11 @@ pub struct ProfileMutation;
 #[Object]
 impl ProfileMutation {
     /// Changes your display name or phone number.
-    async fn update_my_profile(&self, ctx: &Context<'_>, input: UpdateMyProfileInput) -> async_graphql::Result<Profile> {
+    async fn update_my_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateMyProfileInput,
+    ) -> async_graphql::Result<Profile> {
         let changes = ProfileChanges {
             display_name: input.display_name.as_deref().map(DisplayName::parse).transpose().map_err(ApiError::from)?,
             phone: match input.phone {
@@ -294,7 +298,8 @@ impl ProfileMutation {
     async fn set_profile_role(&self, ctx: &Context<'_>, profile_id: ID, role: Role) -> async_graphql::Result<Profile> {
         let profile_id = parse_id(&profile_id, "profileId")?;
         let caller = caller(ctx)?;
-        let updated = run_mutation(ctx, async |tx| profiles::set_role(tx, caller, profile_id, role.into()).await).await?;
+        let updated =
+            run_mutation(ctx, async |tx| profiles::set_role(tx, caller, profile_id, role.into()).await).await?;
         Ok(Profile::new(updated, Scope::default()))
     }
 
@@ -306,5 +311,4 @@ impl ProfileMutation {
         let created = run_mutation(ctx, async |tx| profiles::register(tx, caller, name, &slug).await).await?;
         Ok(Profile::new(created, Scope::default()))
     }
-
 }

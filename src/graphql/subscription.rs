@@ -96,7 +96,9 @@ async fn viewer(pool: &DatabaseConnection, caller: &Caller) -> Result<Viewer, Ap
     let _ = tx.rollback().await;
     match (me?, caller) {
         (Some(p), _) => Ok(Viewer { profile_id: p.id, role: p.role, municipality_id: p.municipality_id }),
-        (None, Caller::Anonymous) => Err(ApiError::new(ErrorCode::Unauthenticated, "sign in to subscribe to ticket updates")),
+        (None, Caller::Anonymous) => {
+            Err(ApiError::new(ErrorCode::Unauthenticated, "sign in to subscribe to ticket updates"))
+        }
         (None, _) => Err(ApiError::new(ErrorCode::Forbidden, "only people with a profile subscribe to ticket updates")),
     }
 }

@@ -1,8 +1,8 @@
 //! GraphQL over HTTP. Authentication happens here, before execution: a bad credential ends
 //! the request with `UNAUTHENTICATED` and never runs as anonymous.
 
-use async_graphql::ServerError;
 use async_graphql::ParseRequestError;
+use async_graphql::ServerError;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
@@ -10,12 +10,12 @@ use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::db::RlsSession;
 use crate::error::{ApiError, ErrorCode};
 use crate::graphql::context::{conclude, error_code};
 use crate::graphql::{RequestData, prepare};
+use crate::http::AppState;
 
 /// A code that has no `ErrorCode` (HTTP-level refusals) with its message.
 struct ApiErrorWithCode {
@@ -115,7 +115,6 @@ pub async fn execute(
 
 /// What `Retry-After` says on a 503: a second is long enough for a pool to drain.
 const RETRY_AFTER_SECONDS: &str = "1";
-
 
 /// The caller a request's `Authorization` header names (anonymous without one); a bad
 /// credential is refused, never downgraded.

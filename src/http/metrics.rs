@@ -25,7 +25,9 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
             .into_response();
     }
     match state.metrics.render() {
-        Ok(text) => ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Ok(text) => {
+            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+        }
         Err(error) => {
             tracing::error!(%error, "encoding metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
@@ -52,7 +54,6 @@ pub async fn track_http(State(state): State<AppState>, request: Request, next: N
     state.metrics.observe_http(&method, route, response.status().as_u16(), started.elapsed());
     response
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, VARY};
+use axum::http::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, VARY,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::http::AppState;
 use crate::auth::TokenIssuer;
 use crate::config::{Config, Secret};
 use crate::demo;
+use crate::http::AppState;
 
 const SCRIPT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/playground/playground.js"));
 const SCRIPT_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/playground/playground.js.gz"));
@@ -166,10 +168,9 @@ without them: <code>{reason}</code>.</p>
 "#
     );
     let mut response = ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
-    response.headers_mut().insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
+    response
+        .headers_mut()
+        .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"));
     response
 }
 
@@ -193,15 +194,13 @@ fn asset(request: &HeaderMap, plain: &'static [u8], gzipped: &'static [u8], cont
         return (StatusCode::NOT_FOUND, "the playground is not in this build").into_response();
     }
     let gzip = !gzipped.is_empty()
-        && request
-            .get_all(ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|coding| {
+        && request.get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+            |coding| {
                 let mut parts = coding.split(';').map(str::trim);
-                parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip")) && !parts.any(|p| p.replace(' ', "") == "q=0")
-            });
+                parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+                    && !parts.any(|p| p.replace(' ', "") == "q=0")
+            },
+        );
     let body = if gzip { gzipped } else { plain };
     let mut response = ([(CONTENT_TYPE, content_type)], body).into_response();
     let headers = response.headers_mut();

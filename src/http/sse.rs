@@ -21,9 +21,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::http::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
 
 /// How often a quiet stream gets a heartbeat comment (proxies close idle ones at 30–60 s).
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -121,7 +121,8 @@ fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -
 }
 
 fn next(response: &async_graphql::Response) -> Event {
-    let data = serde_json::to_string(response).unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into());
+    let data =
+        serde_json::to_string(response).unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into());
     Event::default().event("next").data(data)
 }
 

@@ -43,4 +43,3 @@ pub struct AppState {
     /// Prometheus metrics (`GET /metrics`, `src/metrics.rs`).
     pub metrics: Arc<Metrics>,
 }
-

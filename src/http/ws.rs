@@ -17,9 +17,9 @@ use futures_util::{FutureExt as _, SinkExt, StreamExt, future};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::http::AppState;
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::error::ApiError;
+use crate::http::AppState;
 
 /// Close codes of `graphql-transport-ws` (and the websocket standard's "going away").
 const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -92,10 +92,10 @@ impl Running {
     /// Notes a server message: a `complete` ends its operation. Only messages that start like
     /// one are parsed (the tag comes first in async-graphql's messages), not every delivery.
     fn observe(&self, text: &str) {
-        if text.starts_with(r#"{"type":"complete""#) {
-            if let Ok(Envelope { id: Some(id), .. }) = serde_json::from_str::<Envelope>(text) {
-                self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
-            }
+        if text.starts_with(r#"{"type":"complete""#)
+            && let Ok(Envelope { id: Some(id), .. }) = serde_json::from_str::<Envelope>(text)
+        {
+            self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
         }
     }
 }
@@ -143,24 +143,22 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     // sending more without reading loses the surplus refusals, not server memory.
     let (refusals, mut refused_operations) = tokio::sync::mpsc::channel::<String>(REFUSALS_QUEUED);
     let admitted = running.clone();
-    let input = stream
-        .take_while(|message| future::ready(message.is_ok()))
-        .filter_map(move |message| {
-            future::ready(match message {
-                Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
-                    let data = message.into_data();
-                    match admitted.admit(&data, protocol) {
-                        Verdict::Pass => Some(data),
-                        Verdict::Refuse(refusal) => {
-                            let _ = refusals.try_send(refusal);
-                            None
-                        }
-                        Verdict::Drop => None,
+    let input = stream.take_while(|message| future::ready(message.is_ok())).filter_map(move |message| {
+        future::ready(match message {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                let data = message.into_data();
+                match admitted.admit(&data, protocol) {
+                    Verdict::Pass => Some(data),
+                    Verdict::Refuse(refusal) => {
+                        let _ = refusals.try_send(refusal);
+                        None
                     }
+                    Verdict::Drop => None,
                 }
-                _ => None,
-            })
-        });
+            }
+            _ => None,
+        })
+    });
     let refused = Arc::new(AtomicBool::new(false));
     let (expiry_tx, mut expiry) = watch::channel::<Option<i64>>(None);
     let auth = state.auth.clone();
@@ -267,9 +265,9 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
 /// the top level or under `headers`.
 async fn connection_init_caller(auth: &Authenticator, payload: &Value) -> Result<Caller, AuthError> {
     let find = |object: &Value| {
-        object.as_object().and_then(|map| {
-            map.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone())
-        })
+        object
+            .as_object()
+            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone()))
     };
     let value = find(payload).or_else(|| payload.get("headers").and_then(find));
     let caller = match value {

@@ -86,4 +86,3 @@ impl Extension for OperationMetrics {
         Ok(document)
     }
 }
-

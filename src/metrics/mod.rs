@@ -112,7 +112,8 @@ impl Metrics {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("ward_http_requests", "HTTP requests answered, by route and status", http_requests.clone());
-        let http_duration = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let http_duration =
+            HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "ward_http_request_duration_seconds",
             "Time to answer an HTTP request (for websockets: the upgrade)",
@@ -133,7 +134,8 @@ impl Metrics {
         );
         let storage_calls = Family::<StorageLabels, Counter>::default();
         registry.register("ward_storage_calls", "Object storage calls, by call and outcome", storage_calls.clone());
-        let storage_duration = HistogramFamily::<StorageLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let storage_duration =
+            HistogramFamily::<StorageLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "ward_storage_call_duration_seconds",
             "Time an object storage call took",
@@ -288,5 +290,4 @@ mod tests {
         assert!(is_code("FORBIDDEN") && is_code("GRAPHQL_PARSE_FAILED"));
         assert!(!is_code("") && !is_code("drop table") && !is_code("Forbidden"));
     }
-
 }

@@ -53,7 +53,13 @@ impl ObjectStore for MeteredStore {
         result
     }
 
-    async fn upload(&self, bucket: &str, path: &ObjectPath, content_type: &str, body: Bytes) -> Result<(), StorageError> {
+    async fn upload(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(), StorageError> {
         let started = Instant::now();
         let result = self.inner.upload(bucket, path, content_type, body).await;
         self.record("upload", started, &result);
@@ -89,4 +95,3 @@ impl ObjectStore for MeteredStore {
         self.inner.calls_out()
     }
 }
-

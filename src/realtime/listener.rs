@@ -36,7 +36,12 @@ fn channel(municipality: Uuid) -> String {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs until `stop`.
-pub async fn run(inner: Arc<Inner>, url: Secret, mut commands: mpsc::UnboundedReceiver<Command>, stop: CancellationToken) {
+pub async fn run(
+    inner: Arc<Inner>,
+    url: Secret,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
@@ -122,7 +127,7 @@ async fn serve(
         tokio::select! {
             () = stop.cancelled() => return None,
             command = commands.recv() => {
-                let Some(command) = command else { return None };
+                let command = command?;
                 if let Err(error) = handle(inner, listener, command).await {
                     return Some(error);
                 }

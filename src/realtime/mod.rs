@@ -190,10 +190,13 @@ impl Realtime {
         let (tx, rx) = mpsc::channel(self.inner.buffer);
         let ended = Arc::new(OnceLock::new());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner.lock().municipalities.entry(municipality).or_default().subscribers.insert(
-            id,
-            Subscriber { viewer, ticket_id, tx, ended: ended.clone() },
-        );
+        self.inner
+            .lock()
+            .municipalities
+            .entry(municipality)
+            .or_default()
+            .subscribers
+            .insert(id, Subscriber { viewer, ticket_id, tx, ended: ended.clone() });
         let registration = Registration { inner: self.inner.clone(), municipality, id };
         let (ack, acked) = oneshot::channel();
         self.inner
@@ -206,14 +209,8 @@ impl Realtime {
         }
 
         let (replay, start) = self.inner.replay(&caller, municipality, after, ticket_id).await?;
-        let state = StreamState {
-            replay: replay.into(),
-            rx,
-            last: start,
-            ended,
-            done: false,
-            _registration: registration,
-        };
+        let state =
+            StreamState { replay: replay.into(), rx, last: start, ended, done: false, _registration: registration };
         Ok(futures_util::stream::unfold(state, next_delivery))
     }
 }
@@ -437,7 +434,13 @@ impl Inner {
     }
 
     /// Sends one event to the channel's subscribers among `visible`, and advances the watermark.
-    fn deliver(&self, municipality: Uuid, event: ticket_event::Model, ticket: Option<ticket::Model>, visible: &HashSet<Uuid>) {
+    fn deliver(
+        &self,
+        municipality: Uuid,
+        event: ticket_event::Model,
+        ticket: Option<ticket::Model>,
+        visible: &HashSet<Uuid>,
+    ) {
         let mut state = self.lock();
         let Some(channel) = state.municipalities.get_mut(&municipality) else { return };
         if event.id <= channel.watermark {

@@ -67,9 +67,7 @@ impl From<StorageError> for ApiError {
             StorageError::TooLarge { .. } | StorageError::InvalidPath(_) | StorageError::InvalidInput(_) => {
                 ApiError::new(ErrorCode::BadUserInput, e.to_string())
             }
-            StorageError::InvalidToken(_) | StorageError::Expired => {
-                ApiError::new(ErrorCode::Forbidden, e.to_string())
-            }
+            StorageError::InvalidToken(_) | StorageError::Expired => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             StorageError::Unavailable(_) => {
                 tracing::warn!(error = %e, "storage unavailable");
                 ApiError::new(ErrorCode::Unavailable, "storage is unavailable for now; try again shortly")

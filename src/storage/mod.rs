@@ -9,9 +9,9 @@ pub mod supabase;
 pub mod transform;
 
 pub use error::StorageError;
-pub use transform::{Resize, Transform};
 pub use local::LocalStore;
 pub use supabase::SupabaseStore;
+pub use transform::{Resize, Transform};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,12 +138,8 @@ pub async fn build(
     match config.storage {
         StorageBackend::Local | StorageBackend::S3 => {
             let db = crate::db::connect_pool(request_url, local::POOL_SIZE, config.db_acquire_timeout).await?;
-            let mut local = LocalStore::new(
-                config.data_dir.join("storage"),
-                db,
-                local::derive_token_key(jwt_secret),
-                public_url,
-            )?;
+            let mut local =
+                LocalStore::new(config.data_dir.join("storage"), db, local::derive_token_key(jwt_secret), public_url)?;
             if let Some(settings) = &config.s3 {
                 local = local.with_s3(local::s3::S3Blobs::new(settings)?);
             }
@@ -314,13 +310,30 @@ mod tests {
         let long_segment = "a".repeat(MAX_SEGMENT_BYTES + 1);
         let long_path = vec!["abcdefghij"; 100].join("/") + "/abcdefghijklmnopqrstuvwxyz";
         for bad in [
-            "", "/a", "a/", "a//b", ".", "..", "a/../b", "../etc/passwd", "a/./b", "a\\b", "a\u{0}b",
-            "a\nb", "a\tb", "a\u{7f}b", "a?b", "a#b", "a%2e", "ä", "a/ b", "a /b", &long_segment, &long_path,
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/../b",
+            "../etc/passwd",
+            "a/./b",
+            "a\\b",
+            "a\u{0}b",
+            "a\nb",
+            "a\tb",
+            "a\u{7f}b",
+            "a?b",
+            "a#b",
+            "a%2e",
+            "ä",
+            "a/ b",
+            "a /b",
+            &long_segment,
+            &long_path,
         ] {
-            assert!(
-                matches!(ObjectPath::parse(bad), Err(StorageError::InvalidPath(_))),
-                "{bad:?} should be refused"
-            );
+            assert!(matches!(ObjectPath::parse(bad), Err(StorageError::InvalidPath(_))), "{bad:?} should be refused");
         }
     }
 

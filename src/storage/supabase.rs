@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 use super::local::encode_path;
 use super::{
-    ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, validate_bucket, validate_ttl,
+    ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, validate_bucket,
+    validate_ttl,
 };
 use crate::config::Secret;
 
@@ -67,10 +68,7 @@ impl SupabaseStore {
         apikey.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, bearer);
         headers.insert("apikey", apikey);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()?;
+        let http = reqwest::Client::builder().default_headers(headers).connect_timeout(CONNECT_TIMEOUT).build()?;
         Ok(SupabaseStore { base: format!("{}/storage/v1", supabase_url.trim_end_matches('/')), http })
     }
 
@@ -80,11 +78,17 @@ impl SupabaseStore {
     }
 
     /// Sends an idempotent call, retrying transport failures, 429 and 5xx with backoff.
-    async fn send_idempotent(&self, what: &'static str, make: impl Fn() -> RequestBuilder) -> Result<Answer, StorageError> {
+    async fn send_idempotent(
+        &self,
+        what: &'static str,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<Answer, StorageError> {
         let mut attempt = 0;
         loop {
             let retryable = match make().timeout(CALL_TIMEOUT).send().await {
-                Ok(response) if !(response.status().is_server_error() || response.status() == StatusCode::TOO_MANY_REQUESTS) => {
+                Ok(response)
+                    if !(response.status().is_server_error() || response.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
                     return Ok(Answer { response, retried: attempt > 0 });
                 }
                 Ok(response) if attempt == RETRIES => return Err(error_from(what, response).await),
@@ -188,11 +192,15 @@ impl ObjectStore for SupabaseStore {
                 .and_then(|u| u.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned()))
                 .ok_or_else(|| StorageError::other(what, "no token in the answer"))?,
         };
-        let expires_at = token_expiry(&token).unwrap_or_else(|| {
-            Utc::now() + chrono::Duration::from_std(SUPABASE_UPLOAD_URL_TTL).unwrap_or_default()
-        });
+        let expires_at = token_expiry(&token)
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::from_std(SUPABASE_UPLOAD_URL_TTL).unwrap_or_default());
         // Supabase's own TUS endpoint takes the same token as `x-signature`.
-        Ok(SignedUpload { url: absolute, token, expires_at, resumable_url: Some(format!("{}/upload/resumable/sign", self.base)) })
+        Ok(SignedUpload {
+            url: absolute,
+            token,
+            expires_at,
+            resumable_url: Some(format!("{}/upload/resumable/sign", self.base)),
+        })
     }
 
     async fn create_signed_download(

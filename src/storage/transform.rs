@@ -135,7 +135,10 @@ impl Transform {
                 "width" => t.width = Some(number(value, "width")?).filter(|w| *w > 0),
                 "height" => t.height = Some(number(value, "height")?).filter(|h| *h > 0),
                 "quality" => {
-                    t.quality = Some(u8::try_from(number(value, "quality")?).map_err(|_| bad("`quality` must be between 20 and 100"))?)
+                    t.quality = Some(
+                        u8::try_from(number(value, "quality")?)
+                            .map_err(|_| bad("`quality` must be between 20 and 100"))?,
+                    )
                 }
                 "resize" => t.resize = Resize::parse(value)?,
                 "format" => t.format = Format::parse(value)?,
@@ -267,7 +270,9 @@ mod tests {
     use super::*;
 
     fn jpeg(w: u32, h: u32) -> Vec<u8> {
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])));
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        }));
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
         out.into_inner()
@@ -282,7 +287,8 @@ mod tests {
     fn queries_parse_within_bounds_and_print_canonically() {
         let t = Transform::from_query([("height", "300"), ("width", "400"), ("token", "x")]).unwrap();
         assert_eq!(t.query(), "width=400&height=300&resize=cover&quality=80&format=origin");
-        let t = Transform::from_query([("width", "10"), ("resize", "fill"), ("quality", "55"), ("format", "webp")]).unwrap();
+        let t = Transform::from_query([("width", "10"), ("resize", "fill"), ("quality", "55"), ("format", "webp")])
+            .unwrap();
         assert_eq!(t.query(), "width=10&resize=fill&quality=55&format=webp");
         for bad in [
             vec![],
@@ -304,7 +310,8 @@ mod tests {
     fn each_resize_mode_gives_the_size_it_promises() {
         let source = jpeg(400, 300);
         let render = |q: &[(&str, &str)]| {
-            let (bytes, mime) = Transform::from_query(q.iter().copied()).unwrap().render(&source, "image/jpeg").unwrap();
+            let (bytes, mime) =
+                Transform::from_query(q.iter().copied()).unwrap().render(&source, "image/jpeg").unwrap();
             (size_of(&bytes), mime)
         };
         assert_eq!(render(&[("width", "100"), ("height", "100")]), ((100, 100), "image/jpeg"));

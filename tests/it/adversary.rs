@@ -109,7 +109,13 @@ async fn rows(owner: &DatabaseConnection, table: &str) -> Vec<Row> {
     let (municipality, who, status, sensitive, assignee) = match table {
         "tickets" => ("municipality_id", "reporter_id", "status", "is_sensitive", "assignee_id"),
         "profiles" => ("municipality_id", "id", "null", "false", "null"),
-        "photos" => ("(select p.municipality_id from public.profiles p where p.id = photos.profile_id)", "profile_id", "null", "false", "null"),
+        "photos" => (
+            "(select p.municipality_id from public.profiles p where p.id = photos.profile_id)",
+            "profile_id",
+            "null",
+            "false",
+            "null",
+        ),
         "upload_intents" => ("municipality_id", "created_by", "status", "false", "null"),
         "media" => ("municipality_id", "uploaded_by", "null", "false", "null"),
         "ticket_events" => ("municipality_id", "actor_profile_id", "null", "false", "null"),
@@ -168,7 +174,9 @@ fn hostile(table: &str, column: &Column, row_muni: Uuid, taken_id: &str) -> Vec<
         (_, "role") => vec![q("admin")],
         (_, "category") => vec![q("SAFETY")],
         (_, "bucket") => vec![q("gbv-evidence"), q("evidence")],
-        (_, "object_path" | "thumbnail_path") => vec![q(&format!("{other}/stolen/x.jpg")), q(&format!("{foreign_citizen}/x/y.jpg"))],
+        (_, "object_path" | "thumbnail_path") => {
+            vec![q(&format!("{other}/stolen/x.jpg")), q(&format!("{foreign_citizen}/x/y.jpg"))]
+        }
         (_, "phone") => vec![q("+27820000003"), q("+27820000007")],
         (_, "email") => vec![q("manager@demo.test"), q("attacker@evil.test")],
         (_, "kind") => vec![q("CREATED")],
@@ -197,12 +205,14 @@ fn legit_update(who: &Attacker, table: &str, column: &str, row: &Row, value: &st
     let v = value.trim_matches('\'');
     match table {
         "tickets" => {
-            let manages = same_muni
-                && (matches!(role, "manager" | "admin") || (role == "saps_liaison" && row.sensitive));
+            let manages =
+                same_muni && (matches!(role, "manager" | "admin") || (role == "saps_liaison" && row.sensitive));
             let status = row.status.as_deref().unwrap_or("");
             match column {
                 "title" | "description" | "category" | "priority" => manages,
-                "is_sensitive" => manages && (v == "true" || !row.sensitive || matches!(role, "saps_liaison" | "admin")),
+                "is_sensitive" => {
+                    manages && (v == "true" || !row.sensitive || matches!(role, "saps_liaison" | "admin"))
+                }
                 "status" => {
                     let moves = |to: &str| {
                         matches!(
@@ -216,7 +226,10 @@ fn legit_update(who: &Attacker, table: &str, column: &str, row: &Row, value: &st
                     let worker = role == "field_worker"
                         && row.assignee == Some(me)
                         && !row.sensitive
-                        && matches!((status, v), ("OPEN" | "IN_PROGRESS", "RESOLVED") | ("OPEN", "IN_PROGRESS") | ("IN_PROGRESS", "OPEN"));
+                        && matches!(
+                            (status, v),
+                            ("OPEN" | "IN_PROGRESS", "RESOLVED") | ("OPEN", "IN_PROGRESS") | ("IN_PROGRESS", "OPEN")
+                        );
                     moves(v) && (manages || worker)
                 }
                 _ => false,
@@ -227,7 +240,9 @@ fn legit_update(who: &Attacker, table: &str, column: &str, row: &Row, value: &st
             "role" => role == "admin" && same_muni && row.owner != Some(me),
             _ => false,
         },
-        "upload_intents" => column == "status" && row.owner == Some(me) && row.status.as_deref() == Some("PENDING") && v == "CONFIRMED",
+        "upload_intents" => {
+            column == "status" && row.owner == Some(me) && row.status.as_deref() == Some("PENDING") && v == "CONFIRMED"
+        }
         _ => false,
     }
 }
@@ -331,11 +346,9 @@ fn baseline(who: &Attacker, table: &str) -> (Vec<String>, BTreeMap<String, Strin
         ],
         "wards" => vec![("municipality_id", q(muni.to_string())), ("name", q("Ward X".into()))],
         "municipalities" => vec![("name", q("Evil".into())), ("slug", q("evil".into()))],
-        "ticket_counters" => vec![
-            ("municipality_id", q(muni.to_string())),
-            ("year", "2026".into()),
-            ("last_value", "0".into()),
-        ],
+        "ticket_counters" => {
+            vec![("municipality_id", q(muni.to_string())), ("year", "2026".into()), ("last_value", "0".into())]
+        }
         other => panic!("no baseline row for {other}: add one"),
     };
     (setup, row.into_iter().map(|(c, v)| (c.to_string(), v)).collect())
@@ -419,7 +432,9 @@ async fn no_hostile_write_survives_as_any_demo_person_or_anon() {
             for row in &targets {
                 let key = row_key(table, row);
                 for column in columns {
-                    for value in hostile(table, column, row.municipality.unwrap_or(DEMO.id), &Uuid::new_v4().to_string()) {
+                    for value in
+                        hostile(table, column, row.municipality.unwrap_or(DEMO.id), &Uuid::new_v4().to_string())
+                    {
                         if unchanged(&owner, table, &column.name, &key, &value).await {
                             continue; // the row already holds it: no attack
                         }
@@ -442,7 +457,10 @@ async fn no_hostile_write_survives_as_any_demo_person_or_anon() {
                                 t.attempts += 1;
                                 if kept {
                                     t.survived += 1;
-                                    survivors.push(format!("{} updated {table}.{} of {} to {value}", who.name, column.name, row.id));
+                                    survivors.push(format!(
+                                        "{} updated {table}.{} of {} to {value}",
+                                        who.name, column.name, row.id
+                                    ));
                                 } else {
                                     t.reset += 1;
                                 }
@@ -469,7 +487,8 @@ async fn no_hostile_write_survives_as_any_demo_person_or_anon() {
                     row.insert(column.name.clone(), value.clone());
                     let names: Vec<&str> = row.keys().map(String::as_str).collect();
                     let values: Vec<&str> = row.values().map(String::as_str).collect();
-                    let overriding = if table == "ticket_events" && column.name == "id" { " overriding system value" } else { "" };
+                    let overriding =
+                        if table == "ticket_events" && column.name == "id" { " overriding system value" } else { "" };
                     let sql = format!(
                         "insert into public.{table} ({}){overriding} values ({}) returning {}::text",
                         names.join(", "),
@@ -491,7 +510,8 @@ async fn no_hostile_write_survives_as_any_demo_person_or_anon() {
                             t.attempts += 1;
                             if kept {
                                 t.survived += 1;
-                                survivors.push(format!("{} inserted into {table} with {} = {value}", who.name, column.name));
+                                survivors
+                                    .push(format!("{} inserted into {table} with {} = {value}", who.name, column.name));
                             } else {
                                 t.reset += 1;
                             }

@@ -111,11 +111,8 @@ async fn a_server_orphaned_by_a_killed_owner_is_replaced() {
 #[test]
 fn missing_binaries_name_the_fix() {
     let dir = scratch_dir("nobin");
-    let err = EmbeddedCluster::start(&EmbeddedOptions {
-        bin_dir: Some(dir.join("no-such-bin")),
-        ..options(&dir)
-    })
-    .unwrap_err()
-    .to_string();
+    let err = EmbeddedCluster::start(&EmbeddedOptions { bin_dir: Some(dir.join("no-such-bin")), ..options(&dir) })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("apt-get install postgresql") && err.contains("DATABASE_URL"), "{err}");
 }

@@ -18,9 +18,8 @@ fn t(n: usize) -> String {
 }
 
 fn png(side: u32) -> Vec<u8> {
-    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(side, side, |x, y| {
-        image::Rgb([x as u8, y as u8, 99])
-    }));
+    let image =
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(side, side, |x, y| image::Rgb([x as u8, y as u8, 99])));
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -50,13 +49,19 @@ async fn evidence_flow(app: &TestApp, n: usize) -> Failures {
     let input = json!({ "input": { "ticketId": t(1), "purpose": "EVIDENCE", "filename": format!("e{n}.jpg"),
         "contentType": "image/jpeg", "sizeBytes": bytes.len() } });
     let intent = app
-        .graphql(Some(MANAGER), "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id uploadUrl } }", input)
+        .graphql(
+            Some(MANAGER),
+            "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id uploadUrl } }",
+            input,
+        )
         .await;
     check("createUploadIntent", &intent, &mut failures);
     let Some(url) = intent["data"]["createUploadIntent"]["uploadUrl"].as_str() else { return failures };
     put(app, url, "image/jpeg", bytes, &mut failures).await;
     let id = intent["data"]["createUploadIntent"]["id"].clone();
-    let confirmed = app.graphql(Some(MANAGER), "mutation($id: ID!) { confirmUpload(intentId: $id) { id } }", json!({ "id": id })).await;
+    let confirmed = app
+        .graphql(Some(MANAGER), "mutation($id: ID!) { confirmUpload(intentId: $id) { id } }", json!({ "id": id }))
+        .await;
     check("confirmUpload", &confirmed, &mut failures);
     failures
 }
@@ -65,15 +70,22 @@ async fn evidence_flow(app: &TestApp, n: usize) -> Failures {
 async fn photo_flow(app: &TestApp, n: usize) -> Failures {
     let mut failures = Vec::new();
     let bytes = png(8 + (n % 8) as u32);
-    let input = json!({ "input": { "filename": format!("p{n}.png"), "contentType": "image/png", "sizeBytes": bytes.len() } });
+    let input =
+        json!({ "input": { "filename": format!("p{n}.png"), "contentType": "image/png", "sizeBytes": bytes.len() } });
     let intent = app
-        .graphql(Some(CITIZEN), "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }", input)
+        .graphql(
+            Some(CITIZEN),
+            "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }",
+            input,
+        )
         .await;
     check("createPhotoUpload", &intent, &mut failures);
     let Some(url) = intent["data"]["createPhotoUpload"]["uploadUrl"].as_str() else { return failures };
     put(app, url, "image/png", bytes, &mut failures).await;
     let id = intent["data"]["createPhotoUpload"]["id"].clone();
-    let confirmed = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": id })).await;
+    let confirmed = app
+        .graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": id }))
+        .await;
     check("confirmPhotoUpload", &confirmed, &mut failures);
     failures
 }
@@ -81,7 +93,11 @@ async fn photo_flow(app: &TestApp, n: usize) -> Failures {
 async fn signed_urls(app: &TestApp) -> Failures {
     let mut failures = Vec::new();
     let response = app
-        .graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 60) } } }", json!({ "id": t(1) }))
+        .graphql(
+            Some(MANAGER),
+            "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 60) } } }",
+            json!({ "id": t(1) }),
+        )
         .await;
     check("signedUrl", &response, &mut failures);
     if response["data"]["ticket"]["evidence"].as_array().is_none_or(|e| e.is_empty()) {
@@ -116,14 +132,17 @@ async fn two_hundred_concurrent_storage_operations_on_the_default_pool() {
     }
     let failures: Failures = join_all(work).await.into_iter().flatten().collect();
     assert!(failures.is_empty(), "{} failures, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    let count = app
-        .graphql(Some(CITIZEN), "{ me { photos { totalCount } } }", json!({}))
-        .await;
+    let count = app.graphql(Some(CITIZEN), "{ me { photos { totalCount } } }", json!({})).await;
     assert_eq!(count["data"]["me"]["photos"]["totalCount"], 50, "{count}");
 }
 
 /// Sends a GraphQL request as `who` in a task of its own: its HTTP status and body.
-fn in_background(app: &TestApp, who: &str, query: &'static str, variables: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+fn in_background(
+    app: &TestApp,
+    who: &str,
+    query: &'static str,
+    variables: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
     let request = app
         .http
         .post(format!("http://{}/graphql", app.addr))
@@ -167,15 +186,18 @@ async fn waiting_on_lock(owner: &DatabaseConnection) -> i32 {
 
 #[tokio::test]
 async fn an_exhausted_pool_is_answered_unavailable_at_once_and_counted() {
-    let app = spawn_app_with(&[
-        ("WARD_DB_POOL_SIZE", "1".to_string()),
-        ("WARD_DB_ACQUIRE_TIMEOUT_MS", "300".to_string()),
-    ])
-    .await;
+    let app =
+        spawn_app_with(&[("WARD_DB_POOL_SIZE", "1".to_string()), ("WARD_DB_ACQUIRE_TIMEOUT_MS", "300".to_string())])
+            .await;
     let owner = app.db.owner().await;
     let lock = lock_ticket_one(&owner).await;
     // A mutation takes the pool's only connection and waits on the lock.
-    let holder = in_background(&app, MANAGER, "mutation($id: ID!) { setTicketStatus(id: $id, status: IN_PROGRESS) { status } }", json!({ "id": t(1) }));
+    let holder = in_background(
+        &app,
+        MANAGER,
+        "mutation($id: ID!) { setTicketStatus(id: $id, status: IN_PROGRESS) { status } }",
+        json!({ "id": t(1) }),
+    );
     waiting_on_lock(&owner).await;
     // Anyone else now finds no connection: a quick, retryable answer, not a hang.
     let started = Instant::now();
@@ -196,7 +218,9 @@ async fn an_exhausted_pool_is_answered_unavailable_at_once_and_counted() {
     assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
     let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.unwrap().text().await.unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("ward_graphql_operations_total{") && l.contains("outcome=\"UNAVAILABLE\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ward_graphql_operations_total{") && l.contains("outcome=\"UNAVAILABLE\"")),
         "{metrics}"
     );
     assert!(metrics.lines().any(|l| l.starts_with("ward_http_requests_total{") && l.contains("status=\"503\"")));
@@ -235,7 +259,8 @@ async fn a_request_that_fails_reports_none_of_its_mutations_as_done() {
     // And indeed nothing was kept.
     let me = app.graphql(Some(MANAGER), "{ me { displayName } }", json!({})).await;
     assert_ne!(me["data"]["me"]["displayName"], "Rolled Back", "{me}");
-    let ticket = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { status } }", json!({ "id": t(1) })).await;
+    let ticket =
+        app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { status } }", json!({ "id": t(1) })).await;
     assert_ne!(ticket["data"]["ticket"]["status"], "IN_PROGRESS");
     // A read-only request with a failed field keeps what it read (nothing to roll back).
     let ok = app.graphql(Some(MANAGER), "{ me { displayName } }", json!({})).await;
@@ -253,13 +278,25 @@ async fn clients_hanging_up_mid_request_leave_no_connection_in_a_transaction() {
         for n in 0..40u64 {
             let (http, addr) = (app.http.clone(), app.addr);
             let (token, query) = if n % 2 == 0 {
-                (app.token(MANAGER), format!("mutation {{ updateMyProfile(input: {{ displayName: \"Manager {round} {n}\" }}) {{ id }} }}"))
+                (
+                    app.token(MANAGER),
+                    format!(
+                        "mutation {{ updateMyProfile(input: {{ displayName: \"Manager {round} {n}\" }}) {{ id }} }}"
+                    ),
+                )
             } else {
-                (app.token(CITIZEN), "{ me { id displayName municipality { name } } tickets(first: 5) { nodes { id } } }".to_string())
+                (
+                    app.token(CITIZEN),
+                    "{ me { id displayName municipality { name } } tickets(first: 5) { nodes { id } } }".to_string(),
+                )
             };
             let patience = Duration::from_millis((n * 7 + round * 3) % 31);
             requests.push(async move {
-                let send = http.post(format!("http://{addr}/graphql")).bearer_auth(token).json(&json!({ "query": query })).send();
+                let send = http
+                    .post(format!("http://{addr}/graphql"))
+                    .bearer_auth(token)
+                    .json(&json!({ "query": query }))
+                    .send();
                 tokio::time::timeout(patience, send).await.is_err()
             });
         }
@@ -357,11 +394,19 @@ async fn limits_on_what_one_client_may_hold() {
         assert_eq!(message["type"], "next", "{message}");
         got.insert(message["id"].as_str().unwrap().to_string());
     }
-    assert!(got.contains("room-again") && !got.contains("7") && !got.contains("one-too-many") && !got.contains("sneaky"));
+    assert!(
+        got.contains("room-again") && !got.contains("7") && !got.contains("one-too-many") && !got.contains("sneaky")
+    );
     // The service role does not get a long-lived connection.
     let now = chrono::Utc::now().timestamp();
     let service = app.issuer.sign(&json!({ "role": "service_role", "iat": now, "exp": now + 600 })).unwrap();
-    match crate::subscriptions::connect(app.addr, json!({ "Authorization": format!("Bearer {service}") }), "graphql-transport-ws").await {
+    match crate::subscriptions::connect(
+        app.addr,
+        json!({ "Authorization": format!("Bearer {service}") }),
+        "graphql-transport-ws",
+    )
+    .await
+    {
         crate::subscriptions::Init::Closed(code, _) => assert_eq!(code, 4403),
         crate::subscriptions::Init::Acked(_) => panic!("a service-role socket was accepted"),
     }
@@ -374,7 +419,11 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
         let bytes = png(8);
         let input = json!({ "input": { "filename": format!("x{n}.png"), "contentType": "image/png", "sizeBytes": bytes.len() } });
         let created = app
-            .graphql(Some(CITIZEN), "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id path uploadUrl } }", input)
+            .graphql(
+                Some(CITIZEN),
+                "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id path uploadUrl } }",
+                input,
+            )
             .await;
         let created = created["data"]["createPhotoUpload"].clone();
         if upload {
@@ -388,7 +437,13 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
     let (confirmed, confirmed_path) = intent(2, true).await;
     let (never_uploaded, _) = intent(3, false).await;
     let (fresh, fresh_path) = intent(4, true).await;
-    let done = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": confirmed })).await;
+    let done = app
+        .graphql(
+            Some(CITIZEN),
+            "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }",
+            json!({ "id": confirmed }),
+        )
+        .await;
     assert!(done.get("errors").is_none(), "{done}");
     let owner = app.db.owner().await;
     owner
@@ -402,14 +457,18 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
     // A confirmation that stored a thumbnail and then lost its intent to the sweep left one.
     let citizen = ward::demo::person(CITIZEN).unwrap().profile_id;
     let orphan = ward::storage::ObjectPath::parse(&format!("{citizen}/{never_uploaded}/thumbnail.jpg")).unwrap();
-    ward::storage::ObjectStore::upload(&a, "user-photos-thumbnails", &orphan, "image/jpeg", bytes::Bytes::from_static(b"thumb"))
-        .await
-        .unwrap();
+    ward::storage::ObjectStore::upload(
+        &a,
+        "user-photos-thumbnails",
+        &orphan,
+        "image/jpeg",
+        bytes::Bytes::from_static(b"thumb"),
+    )
+    .await
+    .unwrap();
     let (pool_a, pool_b) = (app.db.app_pool().await, app.db.app_pool().await);
-    let (first, second) = tokio::join!(
-        ward::jobs::expire_uploads_once(&pool_a, &a),
-        ward::jobs::expire_uploads_once(&pool_b, &b)
-    );
+    let (first, second) =
+        tokio::join!(ward::jobs::expire_uploads_once(&pool_a, &a), ward::jobs::expire_uploads_once(&pool_b, &b));
     let (first, second) = (first.unwrap(), second.unwrap());
     assert_eq!(first.0 + second.0, 2, "{first:?} {second:?}");
     assert_eq!(first.1 + second.1, 2, "the abandoned upload and the orphaned thumbnail: {first:?} {second:?}");
@@ -418,7 +477,10 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
     assert_eq!(again, (0, 0));
     let status = async |id: &str| {
         let row = owner
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("select status from upload_intents where id = '{id}'")))
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("select status from upload_intents where id = '{id}'"),
+            ))
             .await
             .unwrap()
             .unwrap();
@@ -431,7 +493,13 @@ async fn intents_nobody_confirmed_expire_once_and_lose_their_objects() {
     let object_exists = |path: &str| crate::storage::storage_root(&app).join("user-photos").join(path).exists();
     assert!(!object_exists(&abandoned_path), "the abandoned upload's file is gone");
     assert!(object_exists(&confirmed_path) && object_exists(&fresh_path), "the others' files stay");
-    let late = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }", json!({ "id": abandoned })).await;
+    let late = app
+        .graphql(
+            Some(CITIZEN),
+            "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id } }",
+            json!({ "id": abandoned }),
+        )
+        .await;
     assert_eq!(error_code(&late), Some("BAD_USER_INPUT"), "{late}");
     assert!(late["errors"][0]["message"].as_str().unwrap().contains("expired"));
 }
@@ -501,7 +569,8 @@ async fn slow_or_failing_storage_holds_no_connection_and_answers_unavailable() {
     .await;
     let intent = json!({ "input": { "ticketId": t(1), "purpose": "EVIDENCE", "filename": "slow.jpg",
         "contentType": "image/jpeg", "sizeBytes": 10 } });
-    const INTENT: &str = "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id uploadUrl } }";
+    const INTENT: &str =
+        "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id uploadUrl } }";
     let slow = in_background(&app, MANAGER, INTENT, intent.clone());
     // While storage takes its time over the signature, the request holds no connection: the
     // pool's only one serves others.
@@ -509,7 +578,10 @@ async fn slow_or_failing_storage_holds_no_connection_and_answers_unavailable() {
     let me = app.graphql(Some(CITIZEN), "{ me { id } }", json!({})).await;
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
     let (_, slow) = slow.await.unwrap();
-    assert!(slow["data"]["createUploadIntent"]["uploadUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")), "{slow}");
+    assert!(
+        slow["data"]["createUploadIntent"]["uploadUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")),
+        "{slow}"
+    );
     // Reading a signed link to a file: the same, while Supabase signs it.
     let owner = app.db.owner().await;
     owner
@@ -521,12 +593,20 @@ async fn slow_or_failing_storage_holds_no_connection_and_answers_unavailable() {
         ))
         .await
         .unwrap();
-    let link = in_background(&app, MANAGER, "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 60) } } }", json!({ "id": t(1) }));
+    let link = in_background(
+        &app,
+        MANAGER,
+        "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 60) } } }",
+        json!({ "id": t(1) }),
+    );
     tokio::time::timeout(Duration::from_secs(10), arrived.notified()).await.expect("the signing call");
     let me = app.graphql(Some(CITIZEN), "{ me { id } }", json!({})).await;
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
     let (_, link) = link.await.unwrap();
-    assert!(link["data"]["ticket"]["evidence"][0]["signedUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")), "{link}");
+    assert!(
+        link["data"]["ticket"]["evidence"][0]["signedUrl"].as_str().unwrap().starts_with(&format!("http://{fake}/")),
+        "{link}"
+    );
     // Storage down: UNAVAILABLE (retryable, 503), and no intent recorded for it.
     *mode.lock().unwrap() = FakeMode::Down;
     let down = app.graphql(Some(MANAGER), INTENT, intent).await;
@@ -546,14 +626,27 @@ async fn a_photo_deletion_that_rolls_back_keeps_its_files() {
     let bytes = png(16);
     let input = json!({ "input": { "filename": "kept.png", "contentType": "image/png", "sizeBytes": bytes.len() } });
     let intent = app
-        .graphql(Some(CITIZEN), "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }", input)
+        .graphql(
+            Some(CITIZEN),
+            "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id uploadUrl } }",
+            input,
+        )
         .await;
     let intent = &intent["data"]["createPhotoUpload"];
     let mut failures = Vec::new();
     put(&app, intent["uploadUrl"].as_str().unwrap(), "image/png", bytes, &mut failures).await;
-    let photo = app.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id url } }", json!({ "id": intent["id"] })).await;
+    let photo = app
+        .graphql(
+            Some(CITIZEN),
+            "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id url } }",
+            json!({ "id": intent["id"] }),
+        )
+        .await;
     assert!(failures.is_empty() && photo.get("errors").is_none(), "{failures:?} {photo}");
-    let (photo_id, url) = (photo["data"]["confirmPhotoUpload"]["id"].clone(), photo["data"]["confirmPhotoUpload"]["url"].as_str().unwrap().to_string());
+    let (photo_id, url) = (
+        photo["data"]["confirmPhotoUpload"]["id"].clone(),
+        photo["data"]["confirmPhotoUpload"]["url"].as_str().unwrap().to_string(),
+    );
     // The deletion succeeds, then the request fails (its second mutation is cancelled while
     // it waits on a lock): the photo and its files stay.
     let owner = app.db.owner().await;
@@ -574,7 +667,8 @@ async fn a_photo_deletion_that_rolls_back_keeps_its_files() {
     assert_eq!(still["data"]["me"]["photos"]["totalCount"], 1, "{still}");
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 200, "the photo's file is still there");
     // A deletion that commits removes the files.
-    let deleted = app.graphql(Some(CITIZEN), "mutation($id: ID!) { deletePhoto(id: $id) }", json!({ "id": photo_id })).await;
+    let deleted =
+        app.graphql(Some(CITIZEN), "mutation($id: ID!) { deletePhoto(id: $id) }", json!({ "id": photo_id })).await;
     assert!(deleted.get("errors").is_none(), "{deleted}");
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 404, "the file went with the photo");
 }
@@ -588,8 +682,11 @@ async fn serving_through_a_transaction_mode_pooler_is_refused_at_start_with_the_
         _ => None,
     })
     .unwrap();
-    let prepared = ward::app::PreparedDatabase { request_url: ward::config::Secret::new(url), owner_url: None, cluster: None };
-    let Err(refused) = ward::app::App::build_on(&config, prepared).await else { panic!("served through a transaction-mode pooler") };
+    let prepared =
+        ward::app::PreparedDatabase { request_url: ward::config::Secret::new(url), owner_url: None, cluster: None };
+    let Err(refused) = ward::app::App::build_on(&config, prepared).await else {
+        panic!("served through a transaction-mode pooler")
+    };
     let message = format!("{refused:#}");
     assert!(message.contains("transaction-mode") && message.contains("port 5432"), "{message}");
 }

@@ -13,7 +13,8 @@ use crate::helpers::{TestApp, error_code, spawn_app};
 const INTENT: &str = "mutation($input: CreateUploadIntentInput!) {
     createUploadIntent(input: $input) { id uploadUrl } }";
 const CONFIRM: &str = "mutation($id: ID!) { confirmUpload(intentId: $id) { id bucket } }";
-const EVIDENCE: &str = "query($id: ID!) { ticket(id: $id) { id isSensitive version evidence { id bucket signedUrl(expiresIn: 600) } } }";
+const EVIDENCE: &str =
+    "query($id: ID!) { ticket(id: $id) { id isSensitive version evidence { id bucket signedUrl(expiresIn: 600) } } }";
 const FLAG: &str = "mutation($id: ID!, $v: Int!, $s: Boolean!) {
     updateTicket(id: $id, input: { isSensitive: $s }, expectedVersion: $v) { isSensitive version } }";
 
@@ -24,8 +25,14 @@ async fn citizen_attaches_evidence(app: &TestApp) -> String {
                                    "contentType": "image/jpeg", "sizeBytes": 4 } });
     let intent = app.graphql(Some(CITIZEN), INTENT, input).await;
     let intent = &intent["data"]["createUploadIntent"];
-    let put = app.http.put(intent["uploadUrl"].as_str().unwrap()).header("content-type", "image/jpeg")
-        .body(vec![1u8, 2, 3, 4]).send().await.unwrap();
+    let put = app
+        .http
+        .put(intent["uploadUrl"].as_str().unwrap())
+        .header("content-type", "image/jpeg")
+        .body(vec![1u8, 2, 3, 4])
+        .send()
+        .await
+        .unwrap();
     assert!(put.status().is_success());
     let confirmed = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": intent["id"] })).await;
     assert_eq!(confirmed["data"]["confirmUpload"]["bucket"], "evidence", "{confirmed}");
@@ -117,7 +124,8 @@ async fn citizens_do_not_choose_priority_and_nobody_forges_an_sla_breach() {
     let staff = app.graphql(Some(MANAGER), create, json!({ "p": "URGENT" })).await;
     assert_eq!(staff["data"]["createTicket"]["priority"], "URGENT", "{staff}");
 
-    let notice = "mutation($id: ID!) { publishTicketNotice(ticketId: $id, kind: \"SLA_BREACHED\", message: \"fake\") { id } }";
+    let notice =
+        "mutation($id: ID!) { publishTicketNotice(ticketId: $id, kind: \"SLA_BREACHED\", message: \"fake\") { id } }";
     for who in [MANAGER, ADMIN] {
         let forged = app.graphql(Some(who), notice, json!({ "id": TICKETS[0].id.to_string() })).await;
         assert_eq!(error_code(&forged), Some("FORBIDDEN"), "{who}: {forged}");
@@ -126,7 +134,9 @@ async fn citizens_do_not_choose_priority_and_nobody_forges_an_sla_breach() {
 
 /// A JPEG of `w` × `h`.
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 60])));
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 60])
+    }));
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
@@ -142,17 +152,29 @@ async fn rendered_links_follow_the_flag_too() {
                                    "contentType": "image/jpeg", "sizeBytes": photo.len() } });
     let intent = app.graphql(Some(CITIZEN), INTENT, input).await;
     let intent = &intent["data"]["createUploadIntent"];
-    let put = app.http.put(intent["uploadUrl"].as_str().unwrap()).header("content-type", "image/jpeg").body(photo).send().await.unwrap();
+    let put = app
+        .http
+        .put(intent["uploadUrl"].as_str().unwrap())
+        .header("content-type", "image/jpeg")
+        .body(photo)
+        .send()
+        .await
+        .unwrap();
     assert!(put.status().is_success());
     assert!(app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": intent["id"] })).await.get("errors").is_none());
 
-    const RENDERED: &str = "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 600, transform: { width: 100 }) } } }";
+    const RENDERED: &str =
+        "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(expiresIn: 600, transform: { width: 100 }) } } }";
     let rendered = |who: &'static str| {
         let app = &app;
         async move {
             let response = app.graphql(Some(who), RENDERED, json!({ "id": TICKETS[0].id.to_string() })).await;
             assert!(response.get("errors").is_none(), "{who}: {response}");
-            response["data"]["ticket"]["evidence"].as_array().unwrap().first().map(|f| f["signedUrl"].as_str().unwrap().to_string())
+            response["data"]["ticket"]["evidence"]
+                .as_array()
+                .unwrap()
+                .first()
+                .map(|f| f["signedUrl"].as_str().unwrap().to_string())
         }
     };
     let size = |bytes: &[u8]| {
@@ -170,7 +192,11 @@ async fn rendered_links_follow_the_flag_too() {
     }
     // Out of bounds is a clear refusal.
     let bad = app
-        .graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(transform: { width: 3000 }) } } }", json!({ "id": TICKETS[0].id.to_string() }))
+        .graphql(
+            Some(MANAGER),
+            "query($id: ID!) { ticket(id: $id) { evidence { signedUrl(transform: { width: 3000 }) } } }",
+            json!({ "id": TICKETS[0].id.to_string() }),
+        )
         .await;
     assert_eq!(error_code(&bad), Some("BAD_USER_INPUT"), "{bad}");
 

@@ -23,7 +23,11 @@ async fn post(app: &TestApp, body: Value) -> Value {
 #[tokio::test]
 async fn deep_and_costly_documents_are_refused_before_they_run() {
     let app = spawn_app().await;
-    let deep = format!("{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}", "ofType { ".repeat(12), "} ".repeat(12));
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(12),
+        "} ".repeat(12)
+    );
     let response = app.graphql(Some("manager@demo.test"), &deep, json!({})).await;
     assert_eq!(error_code(&response), Some("QUERY_TOO_DEEP"), "{response}");
     // Past async-graphql's own recursion limit (32, checked while parsing): the same code.
@@ -122,12 +126,18 @@ async fn get_reads_but_never_writes() {
     assert_eq!(error_code(&write), Some("BAD_REQUEST"), "{write}");
     // A document with a mutation in it is refused over GET even when a query is chosen.
     let both = format!("query Read {{ me {{ id }} }} {mutation}").replacen("mutation {", "mutation Write {", 1);
-    let write: Value = get(vec![("query", both), ("operationName", "Read".into())]).await.unwrap().json().await.unwrap();
+    let write: Value =
+        get(vec![("query", both), ("operationName", "Read".into())]).await.unwrap().json().await.unwrap();
     assert_eq!(error_code(&write), Some("BAD_REQUEST"), "{write}");
 
     // Only the POST made a ticket.
-    let count = app.graphql(Some("manager@demo.test"), "{ tickets(filter: { search: \"via GET\" }) { totalCount } }", json!({})).await;
+    let count = app
+        .graphql(Some("manager@demo.test"), "{ tickets(filter: { search: \"via GET\" }) { totalCount } }", json!({}))
+        .await;
     assert_eq!(count["data"]["tickets"]["totalCount"], 1);
     let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"ward_graphql_operations_total{operation="mutation",outcome="BAD_REQUEST"} 3"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"ward_graphql_operations_total{operation="mutation",outcome="BAD_REQUEST"} 3"#),
+        "{metrics}"
+    );
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use ward::app::{App, PreparedDatabase};
@@ -51,10 +51,10 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     if let Ok(entries) = std::fs::read_dir(&root) {
         for entry in entries.flatten() {
             let file_name = entry.file_name().to_string_lossy().to_string();
-            if let Some(pid) = file_name.strip_prefix("ward-it-").and_then(|r| r.split('-').next()) {
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
+            if let Some(pid) = file_name.strip_prefix("ward-it-").and_then(|r| r.split('-').next())
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
@@ -79,16 +79,13 @@ fn start_cluster() -> Cluster {
     .expect("start the embedded cluster");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let admin = db::connect(&Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, "postgres")), 1)
-            .await
-            .unwrap();
+        let admin =
+            db::connect(&Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, "postgres")), 1).await.unwrap();
         ward::app::create_database_if_missing(&admin, TEMPLATE).await.unwrap();
         admin.close().await.unwrap();
         let owner_url = Secret::new(cluster.url("postgres", SUPERUSER_PASSWORD, TEMPLATE));
         db::migrate(&owner_url).await.expect("migrate the template");
-        ward::app::set_authenticator_password(&owner_url, &Secret::new(AUTHENTICATOR_PASSWORD))
-            .await
-            .unwrap();
+        ward::app::set_authenticator_password(&owner_url, &Secret::new(AUTHENTICATOR_PASSWORD)).await.unwrap();
         let owner = db::connect(&owner_url, 1).await.unwrap();
         demo::seed(&owner).await.expect("seed the template");
         owner.close().await.unwrap();
@@ -212,10 +209,8 @@ pub async fn spawn_app_in(db: TestDb, data_dir: std::path::PathBuf, extra: &[(&s
         ("WARD_DB_POOL_SIZE", "4".to_string()),
     ];
     vars.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-    let config = Config::from_lookup(|name| {
-        vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
+    let config =
+        Config::from_lookup(|name| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
     let prepared = PreparedDatabase { request_url: db.app_url(), owner_url: None, cluster: None };
     let app = App::build_on(&config, prepared).await.expect("build the app");
     let addr = app.local_addr().unwrap();
@@ -253,7 +248,13 @@ impl TestApp {
 
     /// Stores an object as the service role through the local backend's REST path, as a
     /// backend that cannot bind an intent's promise (Supabase) would accept it.
-    pub async fn put_as_service(&self, bucket: &str, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::StatusCode {
+    pub async fn put_as_service(
+        &self,
+        bucket: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::StatusCode {
         self.http
             .post(format!("http://{}/storage/v1/object/{bucket}/{path}", self.addr))
             .bearer_auth(self.service_token())
@@ -286,9 +287,9 @@ impl TestApp {
         let retry_after = response.headers().contains_key("retry-after");
         let body: Value = response.json().await.expect("a JSON response");
         // UNAVAILABLE, and only it, comes with 503 and Retry-After.
-        let unavailable = body["errors"].as_array().is_some_and(|errors| {
-            errors.iter().any(|e| e["extensions"]["code"] == "UNAVAILABLE")
-        });
+        let unavailable = body["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().any(|e| e["extensions"]["code"] == "UNAVAILABLE"));
         if unavailable {
             assert!(status == 503 && retry_after, "UNAVAILABLE with HTTP {status}: {body}");
         } else {
@@ -401,7 +402,10 @@ impl OwnStack {
         let row = self
             .owner()
             .await
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "select coalesce(max(id), 0) as n from ticket_events",
+            ))
             .await
             .unwrap()
             .unwrap();

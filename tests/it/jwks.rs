@@ -173,11 +173,14 @@ async fn asymmetric_tokens_verify_with_the_projects_keys_and_rotation_refreshes_
     // Algorithm confusion: HS256 with the RSA public key as the HMAC secret…
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".into());
-    let confused = jsonwebtoken::encode(&header, &claims(json!({})), &EncodingKey::from_secret(rsa_key.public_pem.as_bytes())).unwrap();
+    let confused =
+        jsonwebtoken::encode(&header, &claims(json!({})), &EncodingKey::from_secret(rsa_key.public_pem.as_bytes()))
+            .unwrap();
     assert_refused(&me_as(&app, &confused).await, "signature");
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("ec-1".into());
-    let confused = jsonwebtoken::encode(&header, &claims(json!({})), &EncodingKey::from_secret(ec.public_pem.as_bytes())).unwrap();
+    let confused =
+        jsonwebtoken::encode(&header, &claims(json!({})), &EncodingKey::from_secret(ec.public_pem.as_bytes())).unwrap();
     assert_refused(&me_as(&app, &confused).await, "signature");
     // …an RS256 header on the EC key's `kid`, an ES256 header on the RSA key's…
     let swap = |alg: &str, kid: &str, signed_by: &KeyPair| {

@@ -2,17 +2,20 @@
 //! PostgreSQL cluster for the whole run, and a fresh database per test cloned from a template
 //! that is migrated and seeded once.
 
+// A test panics on what it did not expect: that is how it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 mod adversary;
 mod embedded;
 mod faults;
+mod firewall;
 mod guard_rails;
 mod hostile;
 mod http_me;
 mod jwks;
 mod live_rights;
-mod firewall;
 mod migrations;
 mod operations;
 mod outage;

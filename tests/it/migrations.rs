@@ -2,8 +2,8 @@
 //! has what Supabase provides (roles, `auth`, `storage` owned by other roles) when run by a
 //! non-superuser owner with BYPASSRLS, like `postgres` on a hosted project.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use migration::MigratorTrait;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use ward::config::Secret;
 
 use crate::helpers::{TestDb, cluster};
@@ -54,14 +54,12 @@ async fn migrations_apply_over_supabase_roles_auth_and_storage() {
     // A stand-in for a hosted project: `supabase_admin` owns auth and storage; `supa_owner`
     // (like hosted `postgres`) is no superuser but has BYPASSRLS and owns the database.
     admin
-        .execute_unprepared(&format!(
-            "do $$ begin
+        .execute_unprepared("do $$ begin
                if not exists (select 1 from pg_roles where rolname = 'supabase_admin') then create role supabase_admin; end if;
                if not exists (select 1 from pg_roles where rolname = 'supa_owner') then
                  create role supa_owner login password 'supa' bypassrls createrole;
                end if;
-             end $$;"
-        ))
+             end $$;")
         .await
         .unwrap();
     admin.execute_unprepared(&format!("create database {name} owner supa_owner")).await.unwrap();
@@ -128,13 +126,13 @@ async fn migrations_refuse_an_owner_that_cannot_bypass_rls() {
     let admin = ward::db::connect(&cluster.superuser_url("postgres"), 1).await.unwrap();
     let name = format!("weak_{}", uuid::Uuid::new_v4().simple());
     admin
-        .execute_unprepared(&format!(
+        .execute_unprepared(
             "do $$ begin
                if not exists (select 1 from pg_roles where rolname = 'weak_owner') then
                  create role weak_owner login password 'weak';
                end if;
-             end $$;"
-        ))
+             end $$;",
+        )
         .await
         .unwrap();
     admin.execute_unprepared(&format!("create database {name} owner weak_owner")).await.unwrap();
@@ -156,7 +154,6 @@ async fn a_request_pool_that_bypasses_rls_is_refused() {
 
 #[tokio::test]
 async fn migrate_can_set_up_a_dedicated_request_role_that_serves_under_rls() {
-
     let test_db = crate::helpers::TestDb::new().await;
     let name = format!("ward_requests_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let password = Secret::new("a-request-role-password-long-enough");
@@ -179,7 +176,9 @@ async fn migrate_can_set_up_a_dedicated_request_role_that_serves_under_rls() {
     let weak = ward::db::ensure_request_role(&test_db.owner_url(), &name, &Secret::new("short")).await;
     assert!(matches!(weak, Err(ward::db::RequestRoleError::WeakPassword)));
     // Created, then updated in place (a second run is how a password is rotated).
-    ward::db::ensure_request_role(&test_db.owner_url(), &name, &Secret::new("the-first-password-of-the-role")).await.unwrap();
+    ward::db::ensure_request_role(&test_db.owner_url(), &name, &Secret::new("the-first-password-of-the-role"))
+        .await
+        .unwrap();
     ward::db::ensure_request_role(&test_db.owner_url(), &name, &password).await.unwrap();
     let url = Secret::new(crate::helpers::cluster().cluster.url(&name, password.expose(), &test_db.name));
     let pool = ward::db::connect(&url, 2).await.unwrap();
@@ -190,9 +189,21 @@ async fn migrate_can_set_up_a_dedicated_request_role_that_serves_under_rls() {
     assert!(direct.is_err(), "the login role must not read tables itself");
     // ...and requests as it see what their caller's policies allow: a citizen of demo, not
     // other's tickets; a manager of other, only other's.
-    let citizen = crate::helpers::ids_as(&pool, &crate::helpers::caller("citizen@demo.test"), "select m.slug from tickets t join municipalities m on m.id = t.municipality_id").await.unwrap();
+    let citizen = crate::helpers::ids_as(
+        &pool,
+        &crate::helpers::caller("citizen@demo.test"),
+        "select m.slug from tickets t join municipalities m on m.id = t.municipality_id",
+    )
+    .await
+    .unwrap();
     assert!(!citizen.is_empty() && citizen.iter().all(|s| s == "demo"), "{citizen:?}");
-    let other = crate::helpers::ids_as(&pool, &crate::helpers::caller("manager@other.test"), "select m.slug from tickets t join municipalities m on m.id = t.municipality_id").await.unwrap();
+    let other = crate::helpers::ids_as(
+        &pool,
+        &crate::helpers::caller("manager@other.test"),
+        "select m.slug from tickets t join municipalities m on m.id = t.municipality_id",
+    )
+    .await
+    .unwrap();
     assert!(!other.is_empty() && other.iter().all(|s| s == "other"), "{other:?}");
     pool.close().await.unwrap();
     // Roles are the cluster's: leave none behind.

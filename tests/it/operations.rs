@@ -69,7 +69,8 @@ async fn metrics_count_requests_operations_and_live_updates() {
         )
         .await;
     let upload_url = intent["data"]["createUploadIntent"]["uploadUrl"].as_str().unwrap_or_else(|| panic!("{intent}"));
-    let put = app.http.put(upload_url).header("content-type", "image/jpeg").body(vec![1u8, 2, 3, 4]).send().await.unwrap();
+    let put =
+        app.http.put(upload_url).header("content-type", "image/jpeg").body(vec![1u8, 2, 3, 4]).send().await.unwrap();
     assert!(put.status().is_success(), "{}", put.status());
 
     let text = metrics_text(&app).await;
@@ -96,7 +97,8 @@ async fn metrics_count_requests_operations_and_live_updates() {
     at_least_one(r#"ward_storage_call_duration_seconds_count{call="create_signed_upload",outcome="ok"}"#);
     assert!(text.trim_end().ends_with("# EOF"));
     // Paths with ids are labelled by their pattern, never by the raw path (or its token).
-    let storage_routes: Vec<&str> = text.lines().filter(|l| l.starts_with("ward_http_requests_total{method=\"PUT\"")).collect();
+    let storage_routes: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("ward_http_requests_total{method=\"PUT\"")).collect();
     assert_eq!(storage_routes.len(), 1, "{text}");
     assert!(storage_routes[0].contains("/{") && !storage_routes[0].contains("photo.jpg"), "{text}");
     assert!(!text.contains("token="), "{text}");

@@ -79,7 +79,13 @@ async fn the_database_restarting_and_crashing_under_load_loses_nothing() {
     let mut listeners = Vec::new();
     for n in 0..SUBSCRIBERS {
         let who = people[n % people.len()];
-        let mut client = match connect(stack.addr, json!({ "Authorization": format!("Bearer {}", stack.token(who)) }), "graphql-transport-ws").await {
+        let mut client = match connect(
+            stack.addr,
+            json!({ "Authorization": format!("Bearer {}", stack.token(who)) }),
+            "graphql-transport-ws",
+        )
+        .await
+        {
             Init::Acked(client) => client,
             Init::Closed(code, reason) => panic!("{who} refused: {code} {reason}"),
         };
@@ -123,10 +129,18 @@ async fn the_database_restarting_and_crashing_under_load_loses_nothing() {
             while !stop.is_cancelled() {
                 if creator {
                     let input = json!({ "input": { "title": format!("Outage {n}.{i}"), "category": "ROADS" } });
-                    request(&stack, &token, "mutation($input: CreateTicketInput!) { createTicket(input: $input) { id } }", input, &outcomes).await;
+                    request(
+                        &stack,
+                        &token,
+                        "mutation($input: CreateTicketInput!) { createTicket(input: $input) { id } }",
+                        input,
+                        &outcomes,
+                    )
+                    .await;
                     tokio::time::sleep(Duration::from_millis(700)).await;
                 } else {
-                    request(&stack, &token, "{ tickets(first: 10) { nodes { id status } } }", json!({}), &outcomes).await;
+                    request(&stack, &token, "{ tickets(first: 10) { nodes { id status } } }", json!({}), &outcomes)
+                        .await;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 i += 1;

@@ -16,7 +16,8 @@ use crate::helpers::people::*;
 use crate::helpers::{TestApp, error_code, spawn_app};
 
 const CREATE: &str = "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id purpose bucket path uploadUrl token expiresAt status } }";
-const CREATE_MANY: &str = "mutation($inputs: [PhotoUploadInput!]!) { createPhotoUploads(inputs: $inputs) { id path uploadUrl status } }";
+const CREATE_MANY: &str =
+    "mutation($inputs: [PhotoUploadInput!]!) { createPhotoUploads(inputs: $inputs) { id path uploadUrl status } }";
 const CONFIRM: &str = "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id url thumbnailUrl contentType sizeBytes width height createdAt } }";
 const DELETE: &str = "mutation($id: ID!) { deletePhoto(id: $id) }";
 const MY_PHOTOS: &str = "query($first: Int, $after: String) { me { photos(first: $first, after: $after) { totalCount nodes { id } edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }";
@@ -63,7 +64,8 @@ async fn get(app: &TestApp, url: &str) -> (StatusCode, Vec<u8>) {
 }
 
 async fn owner_count(app: &TestApp, sql: &str) -> i64 {
-    let row = app.db.owner().await.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
+    let row =
+        app.db.owner().await.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
@@ -195,10 +197,18 @@ async fn batches_formats_and_paging() {
     let first = &data(&first, "me")["photos"];
     assert_eq!(first["totalCount"], 3);
     assert_eq!(first["pageInfo"]["hasNextPage"], true);
-    let rest = app.graphql(Some(OTHER_CITIZEN), MY_PHOTOS, json!({ "first": 2, "after": first["pageInfo"]["endCursor"] })).await;
+    let rest = app
+        .graphql(Some(OTHER_CITIZEN), MY_PHOTOS, json!({ "first": 2, "after": first["pageInfo"]["endCursor"] }))
+        .await;
     let rest = &data(&rest, "me")["photos"];
     assert_eq!(rest["pageInfo"]["hasNextPage"], false);
-    let mut seen: Vec<String> = first["nodes"].as_array().unwrap().iter().chain(rest["nodes"].as_array().unwrap()).map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    let mut seen: Vec<String> = first["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["nodes"].as_array().unwrap())
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(seen[0], intents[2]["id"].as_str().unwrap(), "newest first");
     seen.sort();
     seen.dedup();
@@ -218,7 +228,9 @@ async fn batches_formats_and_paging() {
     let response = app.graphql(Some(CITIZEN), CREATE_MANY, json!({ "inputs": mixed })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{response}");
     assert!(message(&response).starts_with("inputs[1]"), "{response}");
-    let many: Vec<Value> = (0..11).map(|i| json!({ "filename": format!("{i}.png"), "contentType": "image/png", "sizeBytes": 10 })).collect();
+    let many: Vec<Value> = (0..11)
+        .map(|i| json!({ "filename": format!("{i}.png"), "contentType": "image/png", "sizeBytes": 10 }))
+        .collect();
     let response = app.graphql(Some(CITIZEN), CREATE_MANY, json!({ "inputs": many })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{response}");
     let response = app.graphql(Some(CITIZEN), CREATE_MANY, json!({ "inputs": [] })).await;
@@ -254,13 +266,23 @@ async fn bad_upload_requests_are_refused_with_clear_messages() {
             continue;
         }
         assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{filename:?}: {response}");
-        assert!(message(&response).contains(expected), "{filename:?}: `{}` should mention `{expected}`", message(&response));
+        assert!(
+            message(&response).contains(expected),
+            "{filename:?}: `{}` should mention `{expected}`",
+            message(&response)
+        );
     }
-    let anonymous = app.graphql(None, CREATE, json!({ "input": { "filename": "a.png", "contentType": "image/png", "sizeBytes": 10 } })).await;
+    let anonymous = app
+        .graphql(None, CREATE, json!({ "input": { "filename": "a.png", "contentType": "image/png", "sizeBytes": 10 } }))
+        .await;
     assert_eq!(error_code(&anonymous), Some("UNAUTHENTICATED"), "{anonymous}");
     let stranger = app.issuer.user_token(Uuid::new_v4(), Some("stranger@example.test"), None, 600).unwrap();
     let response = app
-        .graphql_with_header(Some(&format!("Bearer {stranger}")), CREATE, json!({ "input": { "filename": "a.png", "contentType": "image/png", "sizeBytes": 10 } }))
+        .graphql_with_header(
+            Some(&format!("Bearer {stranger}")),
+            CREATE,
+            json!({ "input": { "filename": "a.png", "contentType": "image/png", "sizeBytes": 10 } }),
+        )
         .await;
     assert_eq!(error_code(&response), Some("FORBIDDEN"), "{response}");
     assert!(message(&response).contains("register a profile"), "{response}");
@@ -307,7 +329,10 @@ async fn uploads_that_break_their_promise_are_refused_and_nothing_is_overwritten
 
     // Larger than declared: the signed URL takes at most the declared size...
     let small = intent(&create(&app, CITIZEN, "small.png", "image/png", 100).await);
-    assert_eq!(put(&app, small["uploadUrl"].as_str().unwrap(), "image/png", png(200, 200)).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        put(&app, small["uploadUrl"].as_str().unwrap(), "image/png", png(200, 200)).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": small["id"] })).await;
     assert!(message(&response).contains("nothing has been uploaded"), "{response}");
     // ...and the confirmation checks again what a backend that cannot bind it (Supabase) took.
@@ -319,7 +344,10 @@ async fn uploads_that_break_their_promise_are_refused_and_nothing_is_overwritten
 
     // Stored as another type than declared.
     let typed = intent(&create(&app, CITIZEN, "typed.png", "image/png", original.len()).await);
-    assert_eq!(put(&app, typed["uploadUrl"].as_str().unwrap(), "image/jpeg", original.clone()).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        put(&app, typed["uploadUrl"].as_str().unwrap(), "image/jpeg", original.clone()).await,
+        StatusCode::BAD_REQUEST
+    );
     let typed_path = typed["path"].as_str().unwrap();
     assert_eq!(app.put_as_service("user-photos", typed_path, "image/jpeg", original.clone()).await, StatusCode::OK);
     let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": typed["id"] })).await;
@@ -328,7 +356,10 @@ async fn uploads_that_break_their_promise_are_refused_and_nothing_is_overwritten
 
     // Not an image at all, whatever the header said.
     let fake = intent(&create(&app, CITIZEN, "fake.png", "image/png", 100).await);
-    assert_eq!(put(&app, fake["uploadUrl"].as_str().unwrap(), "image/png", b"<svg onload=alert(1)>".to_vec()).await, StatusCode::OK);
+    assert_eq!(
+        put(&app, fake["uploadUrl"].as_str().unwrap(), "image/png", b"<svg onload=alert(1)>".to_vec()).await,
+        StatusCode::OK
+    );
     let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": fake["id"] })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{response}");
     assert!(message(&response).contains("not a image/png image"), "{response}");
@@ -338,7 +369,10 @@ async fn uploads_that_break_their_promise_are_refused_and_nothing_is_overwritten
     app.db
         .owner()
         .await
-        .execute_unprepared(&format!("update upload_intents set expires_at = now() - interval '1 minute' where id = '{}'", late["id"].as_str().unwrap()))
+        .execute_unprepared(&format!(
+            "update upload_intents set expires_at = now() - interval '1 minute' where id = '{}'",
+            late["id"].as_str().unwrap()
+        ))
         .await
         .unwrap();
     let response = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": late["id"] })).await;
@@ -348,6 +382,10 @@ async fn uploads_that_break_their_promise_are_refused_and_nothing_is_overwritten
     // Only the one good photo exists, and the refused uploads were removed from storage.
     assert_eq!(owner_count(&app, "select count(*) from photos").await, 1);
     let prefix = pid(CITIZEN);
-    let objects = owner_count(&app, &format!("select count(*) from storage.objects where bucket_id = 'user-photos' and name like '{prefix}/%'")).await;
+    let objects = owner_count(
+        &app,
+        &format!("select count(*) from storage.objects where bucket_id = 'user-photos' and name like '{prefix}/%'"),
+    )
+    .await;
     assert_eq!(objects, 1);
 }

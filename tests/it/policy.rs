@@ -246,12 +246,10 @@ async fn select_matrix() {
 #[tokio::test]
 async fn anonymous_and_claimless_callers_see_nothing() {
     let (db, pool) = setup().await;
-    let tables = ["municipalities", "wards", "profiles", "tickets", "ticket_events", "media", "photos", "upload_intents"];
+    let tables =
+        ["municipalities", "wards", "profiles", "tickets", "ticket_events", "media", "photos", "upload_intents"];
     // anon, a signed-in person without a profile, and `authenticated` without any claims.
-    let strangers = [
-        Caller::Anonymous,
-        user_caller(Uuid::new_v4(), Some("stranger@example.test")),
-    ];
+    let strangers = [Caller::Anonymous, user_caller(Uuid::new_v4(), Some("stranger@example.test"))];
     for who in &strangers {
         for table in tables {
             assert!(visible(&pool, who, table).await.is_empty(), "{who:?} sees {table}");
@@ -270,9 +268,8 @@ async fn anonymous_and_claimless_callers_see_nothing() {
     // The login role itself, not switched to any role, may read nothing at all.
     let raw = db.app_pool().await;
     for table in tables {
-        let result = raw
-            .query_all_raw(Statement::from_string(DbBackend::Postgres, format!("select * from {table}")))
-            .await;
+        let result =
+            raw.query_all_raw(Statement::from_string(DbBackend::Postgres, format!("select * from {table}"))).await;
         let err = result.expect_err("authenticator must not read tables");
         assert!(matches!(classify(&err), DbFailure::Denied(_)), "{table}: {err}");
     }
@@ -298,8 +295,19 @@ async fn force_row_level_security_is_on_for_every_table() {
         .map(|r| (r.try_get::<String>("", "name").unwrap(), r.try_get::<bool>("", "forced").unwrap()))
         .collect();
     let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in ["buckets", "media", "municipalities", "objects", "photos", "profiles", "ticket_counters",
-                     "ticket_events", "tickets", "upload_intents", "wards"] {
+    for expected in [
+        "buckets",
+        "media",
+        "municipalities",
+        "objects",
+        "photos",
+        "profiles",
+        "ticket_counters",
+        "ticket_events",
+        "tickets",
+        "upload_intents",
+        "wards",
+    ] {
         assert!(names.contains(&expected), "table {expected} is missing: {names:?}");
     }
     for (name, forced) in &tables {
@@ -318,8 +326,16 @@ async fn ticket_inserts() {
     };
     for who in [CITIZEN, MANAGER, SAPS, ADMIN, OTHER_CITIZEN, OTHER_MANAGER] {
         let p = demo::person(who).unwrap();
-        assert_eq!(write(&pool, &caller(who), &insert(p.profile_id, p.municipality.id, false)).await, Outcome::Rows(1), "{who}");
-        assert_eq!(write(&pool, &caller(who), &insert(p.profile_id, p.municipality.id, true)).await, Outcome::Rows(1), "{who} sensitive");
+        assert_eq!(
+            write(&pool, &caller(who), &insert(p.profile_id, p.municipality.id, false)).await,
+            Outcome::Rows(1),
+            "{who}"
+        );
+        assert_eq!(
+            write(&pool, &caller(who), &insert(p.profile_id, p.municipality.id, true)).await,
+            Outcome::Rows(1),
+            "{who} sensitive"
+        );
     }
     // Field workers do not create tickets.
     assert_eq!(write(&pool, &caller(WORKER), &insert(pid(WORKER), DEMO.id, false)).await, Outcome::Denied);
@@ -474,17 +490,29 @@ async fn media_and_intent_writes_hold_the_gbv_firewall() {
         )
     };
     for who in [MANAGER, SAPS, ADMIN] {
-        assert_eq!(write(&pool, &caller(who), &add_intent(who, 3, "gbv-evidence", "GBV_EVIDENCE")).await, Outcome::Rows(1), "{who}");
+        assert_eq!(
+            write(&pool, &caller(who), &add_intent(who, 3, "gbv-evidence", "GBV_EVIDENCE")).await,
+            Outcome::Rows(1),
+            "{who}"
+        );
     }
-    assert_eq!(write(&pool, &caller(CITIZEN), &add_intent(CITIZEN, 3, "gbv-evidence", "GBV_EVIDENCE")).await, Outcome::Denied);
+    assert_eq!(
+        write(&pool, &caller(CITIZEN), &add_intent(CITIZEN, 3, "gbv-evidence", "GBV_EVIDENCE")).await,
+        Outcome::Denied
+    );
     assert_eq!(write(&pool, &caller(CITIZEN), &add_intent(CITIZEN, 1, "evidence", "EVIDENCE")).await, Outcome::Rows(1));
-    assert_eq!(write(&pool, &caller(OTHER_CITIZEN), &add_intent(OTHER_CITIZEN, 1, "evidence", "EVIDENCE")).await, Outcome::Denied);
+    assert_eq!(
+        write(&pool, &caller(OTHER_CITIZEN), &add_intent(OTHER_CITIZEN, 1, "evidence", "EVIDENCE")).await,
+        Outcome::Denied
+    );
     // Intents are their creator's: others can neither read (see select_matrix) nor change
     // them, and the creator only confirms a pending one (P-INTENT-UPDATE).
     let status = |s: &str| format!("update upload_intents set status = '{s}' where id = '{INTENT_CITIZEN}'");
     assert_eq!(write(&pool, &caller(CITIZEN), &status("CONFIRMED")).await, Outcome::Rows(1));
     assert_eq!(write(&pool, &caller(CITIZEN), &status("EXPIRED")).await, Outcome::Denied);
-    let move_it = format!("update upload_intents set bucket = 'gbv-evidence', purpose = 'GBV_EVIDENCE' where id = '{INTENT_CITIZEN}'");
+    let move_it = format!(
+        "update upload_intents set bucket = 'gbv-evidence', purpose = 'GBV_EVIDENCE' where id = '{INTENT_CITIZEN}'"
+    );
     assert_eq!(write(&pool, &caller(CITIZEN), &move_it).await, Outcome::Denied);
     assert_eq!(write(&pool, &caller(ADMIN), &status("CONFIRMED")).await, Outcome::Rows(0));
 }
@@ -531,13 +559,21 @@ async fn notices_are_staff_only_and_tenants_are_read_only() {
     let forged = format!(
         "insert into ticket_events (ticket_id, municipality_id, kind, status, actor_profile_id, payload)
          values ('{}', '{}', 'UPDATED', 'OPEN', '{}', '{{}}')",
-        ticket(1), DEMO.id, pid(MANAGER)
+        ticket(1),
+        DEMO.id,
+        pid(MANAGER)
     );
     assert_eq!(write(&pool, &caller(MANAGER), &forged).await, Outcome::Denied);
     for who in [CITIZEN, MANAGER, ADMIN] {
         let c = caller(who);
-        assert_eq!(write(&pool, &c, &format!("insert into municipalities (name, slug) values ('X', 'x-{}')", who.len())).await, Outcome::Denied);
-        assert_eq!(write(&pool, &c, &format!("insert into wards (municipality_id, name) values ('{}', 'W')", DEMO.id)).await, Outcome::Denied);
+        assert_eq!(
+            write(&pool, &c, &format!("insert into municipalities (name, slug) values ('X', 'x-{}')", who.len())).await,
+            Outcome::Denied
+        );
+        assert_eq!(
+            write(&pool, &c, &format!("insert into wards (municipality_id, name) values ('{}', 'W')", DEMO.id)).await,
+            Outcome::Denied
+        );
         assert_eq!(write(&pool, &c, "update municipalities set name = 'Renamed'").await, Outcome::Rows(0));
         assert_eq!(write(&pool, &c, "delete from wards").await, Outcome::Rows(0));
     }
@@ -547,9 +583,8 @@ async fn notices_are_staff_only_and_tenants_are_read_only() {
 async fn read_only_sessions_cannot_write() {
     let (_db, pool) = setup().await;
     let tx = ward::db::begin(&pool, &caller(MANAGER), true).await.unwrap();
-    let result = tx
-        .execute_unprepared(&format!("update tickets set status = 'CLOSED' where id = '{}'", ticket(1)))
-        .await;
+    let result =
+        tx.execute_unprepared(&format!("update tickets set status = 'CLOSED' where id = '{}'", ticket(1))).await;
     let err = result.expect_err("a read-only session wrote");
     assert!(matches!(classify(&err), DbFailure::Denied(_)), "{err}");
     tx.rollback().await.unwrap();
@@ -598,12 +633,21 @@ async fn search_through_the_index_sees_what_the_policy_shows() {
     let mut nonempty = 0;
     for (who, c) in &callers {
         for pattern in patterns {
-            let through_index =
-                ids_as(&pool, c, &format!("select id::text from tickets where id in (select app.search_ticket_ids('{pattern}'))")).await.unwrap();
+            let through_index = ids_as(
+                &pool,
+                c,
+                &format!("select id::text from tickets where id in (select app.search_ticket_ids('{pattern}'))"),
+            )
+            .await
+            .unwrap();
             let raw = ids_as(&pool, c, &format!("select app.search_ticket_ids('{pattern}')::text")).await.unwrap();
-            let policy = ids_as(&pool, c, &format!("select id::text from tickets where title ilike '{pattern}' or description ilike '{pattern}'"))
-                .await
-                .unwrap();
+            let policy = ids_as(
+                &pool,
+                c,
+                &format!("select id::text from tickets where title ilike '{pattern}' or description ilike '{pattern}'"),
+            )
+            .await
+            .unwrap();
             assert_eq!(raw, policy, "{who} {pattern}: the function alone tells no more than the table");
             assert_eq!(through_index, policy, "{who} {pattern}");
             nonempty += usize::from(!policy.is_empty());

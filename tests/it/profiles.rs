@@ -44,7 +44,8 @@ async fn owner_exec(app: &TestApp, sql: &str) {
 }
 
 async fn owner_count(app: &TestApp, sql: &str) -> i64 {
-    let row = app.db.owner().await.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
+    let row =
+        app.db.owner().await.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
@@ -128,7 +129,11 @@ async fn profiles_page_with_cursors() {
 
     for (first, after) in [(101, Value::Null), (-1, Value::Null), (2, json!("bm90LWEtY3Vyc29y"))] {
         let response = app
-            .graphql(Some(ADMIN), "query($first: Int, $after: String) { profiles(first: $first, after: $after) { totalCount } }", json!({ "first": first, "after": after }))
+            .graphql(
+                Some(ADMIN),
+                "query($first: Int, $after: String) { profiles(first: $first, after: $after) { totalCount } }",
+                json!({ "first": first, "after": after }),
+            )
             .await;
         assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{response}");
     }
@@ -174,11 +179,14 @@ async fn update_my_profile_changes_name_and_phone_only() {
         assert_eq!(error_code(&response), Some("GRAPHQL_VALIDATION_FAILED"), "{response}");
     }
     // Bad values, someone else's phone, anonymous callers.
-    for input in [json!({ "displayName": "" }), json!({ "displayName": "x".repeat(121) }), json!({ "phone": "0820000001" })] {
+    for input in
+        [json!({ "displayName": "" }), json!({ "displayName": "x".repeat(121) }), json!({ "phone": "0820000001" })]
+    {
         let response = app.graphql(Some(CITIZEN), UPDATE, json!({ "input": input })).await;
         assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{input}: {response}");
     }
-    let taken = app.graphql(Some(CITIZEN), UPDATE, json!({ "input": { "phone": demo::person(WORKER).unwrap().phone } })).await;
+    let taken =
+        app.graphql(Some(CITIZEN), UPDATE, json!({ "input": { "phone": demo::person(WORKER).unwrap().phone } })).await;
     assert_eq!(error_code(&taken), Some("FORBIDDEN"), "{taken}");
     let anonymous = app.graphql(None, UPDATE, json!({ "input": { "displayName": "Nobody" } })).await;
     assert_eq!(error_code(&anonymous), Some("UNAUTHENTICATED"), "{anonymous}");
@@ -260,13 +268,22 @@ async fn register_profile_creates_a_citizen_once() {
         let response = app.graphql_with_header(Some(&stranger), REGISTER, json!({ "input": input })).await;
         assert_eq!(error_code(&response), Some(code), "{input}: {response}");
     }
-    let existing = app.graphql(Some(CITIZEN), REGISTER, json!({ "input": { "displayName": "Twin", "municipalitySlug": "other" } })).await;
+    let existing = app
+        .graphql(Some(CITIZEN), REGISTER, json!({ "input": { "displayName": "Twin", "municipalitySlug": "other" } }))
+        .await;
     assert_eq!(error_code(&existing), Some("CONFLICT"), "{existing}");
-    let anonymous = app.graphql(None, REGISTER, json!({ "input": { "displayName": "X", "municipalitySlug": "demo" } })).await;
+    let anonymous =
+        app.graphql(None, REGISTER, json!({ "input": { "displayName": "X", "municipalitySlug": "demo" } })).await;
     assert_eq!(error_code(&anonymous), Some("UNAUTHENTICATED"));
     // Someone whose token carries another person's email cannot take it over.
     let squatter = token_for(&app, Uuid::new_v4(), json!({ "email": CITIZEN }));
-    let response = app.graphql_with_header(Some(&squatter), REGISTER, json!({ "input": { "displayName": "Squatter", "municipalitySlug": "demo" } })).await;
+    let response = app
+        .graphql_with_header(
+            Some(&squatter),
+            REGISTER,
+            json!({ "input": { "displayName": "Squatter", "municipalitySlug": "demo" } }),
+        )
+        .await;
     assert_eq!(error_code(&response), Some("CONFLICT"), "{response}");
     assert_eq!(owner_count(&app, "select count(*) from profiles").await, 8);
 }
@@ -300,7 +317,14 @@ async fn a_first_sign_in_links_the_relays_profile_exactly_once() {
     let second = token_for(&app, Uuid::new_v4(), json!({ "phone": "+27830000099" }));
     let response = app.graphql_with_header(Some(&second), ME, json!({})).await;
     assert!(data(&response, "me").is_null(), "{response}");
-    assert_eq!(owner_count(&app, &format!("select count(*) from profiles where id = '{relay_profile}' and auth_user_id = '{sub}'")).await, 1);
+    assert_eq!(
+        owner_count(
+            &app,
+            &format!("select count(*) from profiles where id = '{relay_profile}' and auth_user_id = '{sub}'")
+        )
+        .await,
+        1
+    );
 
     // By email: an unverified email links nothing; the verified one does.
     let by_email = Uuid::new_v4();
@@ -320,7 +344,8 @@ async fn a_first_sign_in_links_the_relays_profile_exactly_once() {
         let response = app.graphql_with_header(Some(&token), ME, json!({})).await;
         assert!(data(&response, "me").is_null(), "{unverified}: {response}");
     }
-    let token = token_for(&app, person, json!({ "email": "MAIL@example.test", "user_metadata": { "email_verified": true } }));
+    let token =
+        token_for(&app, person, json!({ "email": "MAIL@example.test", "user_metadata": { "email_verified": true } }));
     let response = app.graphql_with_header(Some(&token), ME, json!({})).await;
     assert_eq!(data(&response, "me")["id"], by_email.to_string());
     assert_eq!(data(&response, "me")["municipality"]["slug"], "other");
@@ -331,9 +356,20 @@ async fn a_first_sign_in_links_the_relays_profile_exactly_once() {
     assert!(data(&staff, "profile").is_null());
     // A person with a profile already is never linked to another one.
     let demo_citizen = demo::person(CITIZEN).unwrap();
-    owner_exec(&app, &format!("insert into profiles (municipality_id, display_name, email) values ('{}', 'Dup', 'dup@example.test')", DEMO.id)).await;
+    owner_exec(
+        &app,
+        &format!(
+            "insert into profiles (municipality_id, display_name, email) values ('{}', 'Dup', 'dup@example.test')",
+            DEMO.id
+        ),
+    )
+    .await;
     let token = token_for(&app, demo_citizen.auth_user_id, json!({ "email": "dup@example.test" }));
     let response = app.graphql_with_header(Some(&token), ME, json!({})).await;
     assert_eq!(data(&response, "me")["id"], pid(CITIZEN));
-    assert_eq!(owner_count(&app, "select count(*) from profiles where email = 'dup@example.test' and auth_user_id is null").await, 1);
+    assert_eq!(
+        owner_count(&app, "select count(*) from profiles where email = 'dup@example.test' and auth_user_id is null")
+            .await,
+        1
+    );
 }

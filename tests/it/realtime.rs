@@ -18,7 +18,13 @@ async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
     let (addr, owner_url) = (stack.addr, stack.owner_url.clone());
     let manager = demo::person("manager@demo.test").unwrap();
     let token = stack.issuer.user_token(manager.auth_user_id, Some(manager.email), None, 600).unwrap();
-    let mut client = match crate::subscriptions::connect(addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-transport-ws").await {
+    let mut client = match crate::subscriptions::connect(
+        addr,
+        json!({ "Authorization": format!("Bearer {token}") }),
+        "graphql-transport-ws",
+    )
+    .await
+    {
         crate::subscriptions::Init::Acked(client) => client,
         crate::subscriptions::Init::Closed(code, reason) => panic!("{code} {reason}"),
     };
@@ -162,7 +168,10 @@ async fn subscribing_while_the_last_subscriber_leaves_never_loses_the_channel() 
         if round % 20 == 19 {
             // The channel is still listened to: a change reaches the newcomer.
             owner
-                .execute_unprepared(&format!("update tickets set title = 'Round {round}' where id = '{}'", TICKETS[0].id))
+                .execute_unprepared(&format!(
+                    "update tickets set title = 'Round {round}' where id = '{}'",
+                    TICKETS[0].id
+                ))
                 .await
                 .unwrap();
             let delivery = tokio::time::timeout(Duration::from_secs(5), current.next())

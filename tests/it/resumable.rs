@@ -22,7 +22,12 @@ fn endpoint(app: &TestApp) -> String {
 }
 
 fn metadata(bucket: &str, path: &str, content_type: &str) -> String {
-    format!("bucketName {},objectName {},contentType {}", STANDARD.encode(bucket), STANDARD.encode(path), STANDARD.encode(content_type))
+    format!(
+        "bucketName {},objectName {},contentType {}",
+        STANDARD.encode(bucket),
+        STANDARD.encode(path),
+        STANDARD.encode(content_type)
+    )
 }
 
 struct Tus<'a> {
@@ -80,19 +85,34 @@ async fn signed<'a>(app: &'a TestApp, bucket: &str, path: &str, rules: UploadRul
 #[tokio::test]
 async fn the_protocol_holds_at_its_edges() {
     let app = spawn_app().await;
-    let tus = signed(&app, "documents", "m/f/report.pdf", UploadRules { content_type: Some("application/pdf".into()), max_bytes: Some(1000) }).await;
+    let tus = signed(
+        &app,
+        "documents",
+        "m/f/report.pdf",
+        UploadRules { content_type: Some("application/pdf".into()), max_bytes: Some(1000) },
+    )
+    .await;
 
     // OPTIONS needs nothing and says what is supported; everything else needs the version.
     let options = app.http.request(Method::OPTIONS, endpoint(&app)).send().await.unwrap();
     assert_eq!(options.status(), StatusCode::NO_CONTENT);
     assert_eq!(options.headers()["tus-version"], "1.0.0");
     assert!(options.headers()["tus-extension"].to_str().unwrap().contains("termination"));
-    let unversioned = app.http.post(format!("{}/sign", endpoint(&app))).header("x-signature", tus.token.as_deref().unwrap()).send().await.unwrap();
+    let unversioned = app
+        .http
+        .post(format!("{}/sign", endpoint(&app)))
+        .header("x-signature", tus.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unversioned.status(), StatusCode::PRECONDITION_FAILED);
     assert_eq!(unversioned.headers()["tus-resumable"], "1.0.0");
 
     // Upload-Length over the token's promise: refused before any byte.
-    assert_eq!(tus.create("documents", "m/f/report.pdf", 1001, "application/pdf").await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        tus.create("documents", "m/f/report.pdf", 1001, "application/pdf").await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let created = tus.create("documents", "m/f/report.pdf", 1000, "application/pdf").await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let url = location(&created);
@@ -104,7 +124,8 @@ async fn the_protocol_holds_at_its_edges() {
     assert_eq!(tus.offset(&url).await, (StatusCode::OK, Some(400)));
     assert_eq!(tus.patch(&url, 0, vec![2; 10]).await.status(), StatusCode::CONFLICT);
     assert_eq!(tus.patch(&url, 500, vec![2; 10]).await.status(), StatusCode::CONFLICT);
-    let untyped = tus.request(Method::PATCH, &url).header("upload-offset", "400").body(vec![2; 10]).send().await.unwrap();
+    let untyped =
+        tus.request(Method::PATCH, &url).header("upload-offset", "400").body(vec![2; 10]).send().await.unwrap();
     assert_eq!(untyped.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(tus.patch(&url, 400, vec![3; 601]).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(tus.offset(&url).await, (StatusCode::OK, Some(400)), "a refused body adds nothing");
@@ -114,7 +135,10 @@ async fn the_protocol_holds_at_its_edges() {
     assert_eq!(other.offset(&url).await.0, StatusCode::FORBIDDEN);
     assert_eq!(other.patch(&url, 400, vec![4; 10]).await.status(), StatusCode::FORBIDDEN);
     // Nor can an id made up for another object (ids name their bucket and path).
-    let forged = url.replace(url.rsplit('/').next().unwrap(), "ZG9jdW1lbnRzL20vZi9vdGhlci5wZGYvMDAwMDAwMDAwMDAwNDAwMDgwMDAwMDAwMDAwMDAwMDE");
+    let forged = url.replace(
+        url.rsplit('/').next().unwrap(),
+        "ZG9jdW1lbnRzL20vZi9vdGhlci5wZGYvMDAwMDAwMDAwMDAwNDAwMDgwMDAwMDAwMDAwMDAwMDE",
+    );
     assert_eq!(other.offset(&forged).await.0, StatusCode::NOT_FOUND);
 
     // The last bytes publish the object; the upload then reads as complete, and stays so.
@@ -174,7 +198,9 @@ async fn termination_the_service_routes_and_expiry() {
     let slot = std::fs::read_dir(storage_root(&app).join(".resumable")).unwrap().next().unwrap().unwrap().path();
     std::fs::write(slot.join("data"), vec![9u8; 10]).unwrap();
     assert_eq!(service.offset(&second).await, (StatusCode::OK, Some(10)));
-    let info = ObjectStore::info(&local_store(&app).await, "evidence", &ObjectPath::parse("m/f/r.bin").unwrap()).await.unwrap();
+    let info = ObjectStore::info(&local_store(&app).await, "evidence", &ObjectPath::parse("m/f/r.bin").unwrap())
+        .await
+        .unwrap();
     assert_eq!(info.map(|i| i.size), Some(10), "published by the HEAD");
     std::fs::remove_dir_all(&slot).unwrap();
 
@@ -192,7 +218,15 @@ async fn termination_the_service_routes_and_expiry() {
     assert_eq!(folders(), 1);
     assert_eq!(store.sweep_resumable(Duration::from_secs(2 * 3600)).await.unwrap(), 0, "within the grace");
     let live = store
-        .create_resumable("evidence", &ObjectPath::parse("m/f/c.bin").unwrap(), 10, "application/octet-stream", None, &UploadRules::default(), Utc::now() + chrono::Duration::hours(1))
+        .create_resumable(
+            "evidence",
+            &ObjectPath::parse("m/f/c.bin").unwrap(),
+            10,
+            "application/octet-stream",
+            None,
+            &UploadRules::default(),
+            Utc::now() + chrono::Duration::hours(1),
+        )
         .await
         .unwrap();
     assert_eq!(store.sweep_resumable(Duration::ZERO).await.unwrap(), 1, "only the expired one");

@@ -30,7 +30,8 @@ async fn start_s3(root: PathBuf) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let connection = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+            let connection =
+                Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(socket), service.clone()).into_owned();
             tokio::spawn(connection);
         }
     });
@@ -61,7 +62,9 @@ fn data<'a>(response: &'a Value, field: &str) -> &'a Value {
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])));
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+    }));
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -85,12 +88,24 @@ async fn two_servers_share_one_bucket() {
     let bytes = png(640, 480);
     let create = "mutation($input: PhotoUploadInput!) { createPhotoUpload(input: $input) { id path uploadUrl } }";
     let intent = a
-        .graphql(Some(CITIZEN), create, json!({ "input": { "filename": "me.png", "contentType": "image/png", "sizeBytes": bytes.len() } }))
+        .graphql(
+            Some(CITIZEN),
+            create,
+            json!({ "input": { "filename": "me.png", "contentType": "image/png", "sizeBytes": bytes.len() } }),
+        )
         .await;
     let intent = data(&intent, "createPhotoUpload").clone();
-    let put = a.http.put(intent["uploadUrl"].as_str().unwrap()).header("content-type", "image/png").body(bytes.clone()).send().await.unwrap();
+    let put = a
+        .http
+        .put(intent["uploadUrl"].as_str().unwrap())
+        .header("content-type", "image/png")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
-    let photo_blob = objects.join("user-photos").join(object_id(&a, "user-photos", intent["path"].as_str().unwrap()).await);
+    let photo_blob =
+        objects.join("user-photos").join(object_id(&a, "user-photos", intent["path"].as_str().unwrap()).await);
     assert!(photo_blob.is_file(), "the bytes are in the bucket, under the object's id");
     let confirm = "mutation($id: ID!) { confirmPhotoUpload(intentId: $id) { id width height url thumbnailUrl small: url(width: 64) } }";
     let photo = b.graphql(Some(CITIZEN), confirm, json!({ "id": intent["id"] })).await;
@@ -124,14 +139,28 @@ async fn two_servers_share_one_bucket() {
 
     // A large evidence file (20 MiB, written in parts) through B, read back through A.
     let video: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-    let intent_q = "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id path uploadUrl } }";
+    let intent_q =
+        "mutation($input: CreateUploadIntentInput!) { createUploadIntent(input: $input) { id path uploadUrl } }";
     let input = json!({ "input": { "ticketId": TICKETS[0].id.to_string(), "purpose": "EVIDENCE", "filename": "clip.mp4",
                                    "contentType": "video/mp4", "sizeBytes": video.len() } });
     let intent = b.graphql(Some(CITIZEN), intent_q, input).await;
     let intent = data(&intent, "createUploadIntent").clone();
-    let put = b.http.put(intent["uploadUrl"].as_str().unwrap()).header("content-type", "video/mp4").body(video.clone()).send().await.unwrap();
+    let put = b
+        .http
+        .put(intent["uploadUrl"].as_str().unwrap())
+        .header("content-type", "video/mp4")
+        .body(video.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
-    let confirmed = a.graphql(Some(CITIZEN), "mutation($id: ID!) { confirmUpload(intentId: $id) { sizeBytes signedUrl(expiresIn: 60) } }", json!({ "id": intent["id"] })).await;
+    let confirmed = a
+        .graphql(
+            Some(CITIZEN),
+            "mutation($id: ID!) { confirmUpload(intentId: $id) { sizeBytes signedUrl(expiresIn: 60) } }",
+            json!({ "id": intent["id"] }),
+        )
+        .await;
     let media = data(&confirmed, "confirmUpload");
     assert_eq!(media["sizeBytes"], video.len());
     let (status, read) = get(&a, media["signedUrl"].as_str().unwrap()).await;
@@ -139,7 +168,8 @@ async fn two_servers_share_one_bucket() {
     assert_eq!(Sha256::digest(&read), Sha256::digest(&video));
 
     // Deleting the photo through A removes its bytes and its thumbnail's from the bucket.
-    let deleted = a.graphql(Some(CITIZEN), "mutation($id: ID!) { deletePhoto(id: $id) }", json!({ "id": photo["id"] })).await;
+    let deleted =
+        a.graphql(Some(CITIZEN), "mutation($id: ID!) { deletePhoto(id: $id) }", json!({ "id": photo["id"] })).await;
     data(&deleted, "deletePhoto");
     let gone = async {
         for _ in 0..50 {

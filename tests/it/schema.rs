@@ -3,11 +3,8 @@
 
 #[test]
 fn schema_graphql_matches_the_server() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .expect("schema.graphql exists");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).expect("schema.graphql exists");
     let served = ward::graphql::sdl();
-    assert!(
-        committed == served,
-        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql`"
-    );
+    assert!(committed == served, "schema.graphql is out of date: run `cargo run -- schema > schema.graphql`");
 }

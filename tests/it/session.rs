@@ -239,7 +239,9 @@ async fn a_read_only_commit_leaves_the_connection_clean_for_the_next_request() {
     back_in_the_pool(&pool).await;
     assert_eq!(idle_in_transaction(&owner).await, 0, "a read-only commit left the connection inside its transaction");
     owner
-        .execute_unprepared("update tickets set title = 'Changed between requests' where tracking_number = 'DEMO-2026-000001'")
+        .execute_unprepared(
+            "update tickets set title = 'Changed between requests' where tracking_number = 'DEMO-2026-000001'",
+        )
         .await
         .unwrap();
     let after = title(db::begin(&pool, &manager, true).await.unwrap()).await;

@@ -104,10 +104,11 @@ async fn sigterm_closes_subscriptions_and_stops_the_cluster() {
         .await
         .unwrap();
     assert_eq!(me.headers()["x-request-id"], "shutdown-test-request");
-    let mut client = match connect(addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-transport-ws").await {
-        Init::Acked(client) => client,
-        Init::Closed(code, reason) => panic!("refused: {code} {reason}"),
-    };
+    let mut client =
+        match connect(addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-transport-ws").await {
+            Init::Acked(client) => client,
+            Init::Closed(code, reason) => panic!("refused: {code} {reason}"),
+        };
     client.subscribe("1", json!({})).await;
     // The subscription is live once an update reaches it; nothing is expected yet.
     client.nothing_for(Duration::from_millis(300)).await;

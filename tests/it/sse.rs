@@ -51,7 +51,8 @@ impl Events {
                 }
                 return Some((event, data.join("\n")));
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.body.next()).await.expect("an event within 10 s")?;
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), self.body.next()).await.expect("an event within 10 s")?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
         }
     }
@@ -132,7 +133,8 @@ async fn a_subscription_streams_updates_and_ends_when_its_token_expires() {
 #[tokio::test]
 async fn a_subscription_stream_ends_with_a_coded_error_at_shutdown() {
     let mut app = spawn_app().await;
-    let mut updates = Events::open(&app, bearer(&app, MANAGER), "subscription { ticketUpdates { eventId } }", json!({})).await;
+    let mut updates =
+        Events::open(&app, bearer(&app, MANAGER), "subscription { ticketUpdates { eventId } }", json!({})).await;
     // Give the subscription a moment to register, then stop the server.
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.begin_shutdown();

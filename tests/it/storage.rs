@@ -119,7 +119,10 @@ async fn a_signed_upload_then_a_signed_download_round_trips_a_raw_body() {
     let store = local_store(&app).await;
     let p = path("m1/f1/report 2024.pdf");
     let signed = store.create_signed_upload("evidence", &p, MINUTE, &UploadRules::default()).await.unwrap();
-    assert!(signed.url.starts_with(&format!("http://{}/storage/v1/object/upload/sign/evidence/m1/f1/report%202024.pdf?token=", app.addr)));
+    assert!(signed.url.starts_with(&format!(
+        "http://{}/storage/v1/object/upload/sign/evidence/m1/f1/report%202024.pdf?token=",
+        app.addr
+    )));
     assert!(signed.url.ends_with(&signed.token));
     assert!(signed.expires_at > chrono::Utc::now());
 
@@ -263,7 +266,8 @@ async fn expired_tokens_are_refused() {
     store.upload("documents", &stored, "text/plain", Bytes::from_static(b"old")).await.unwrap();
     let download = store.create_signed_download("documents", &stored, Duration::from_secs(1), None).await.unwrap();
     let p = path("m/f/late.txt");
-    let upload = store.create_signed_upload("documents", &p, Duration::from_secs(1), &UploadRules::default()).await.unwrap();
+    let upload =
+        store.create_signed_upload("documents", &p, Duration::from_secs(1), &UploadRules::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let (status, body) = put(&app, &upload.url, "text/plain", "too late").await;
@@ -299,7 +303,13 @@ async fn tokens_for_another_path_bucket_or_scope_are_refused() {
     // An upload token does not download, a download token does not upload.
     store.upload("documents", &path("m/f/c.txt"), "text/plain", Bytes::from_static(b"c")).await.unwrap();
     let c_upload_token = store
-        .sign_token(ward::storage::local::TokenScope::Upload, "documents", &path("m/f/c.txt"), MINUTE, &Default::default())
+        .sign_token(
+            ward::storage::local::TokenScope::Upload,
+            "documents",
+            &path("m/f/c.txt"),
+            MINUTE,
+            &Default::default(),
+        )
         .unwrap()
         .0;
     let (status, _, _) = get_bytes(&app, &format!("{b}/object/sign/documents/m/f/c.txt?token={c_upload_token}")).await;
@@ -307,12 +317,14 @@ async fn tokens_for_another_path_bucket_or_scope_are_refused() {
     let download = store.create_signed_download("documents", &path("m/f/c.txt"), MINUTE, None).await.unwrap();
     let download_token = download.split("token=").nth(1).unwrap();
     let (status, body) =
-        put(&app, &format!("{b}/object/upload/sign/documents/m/f/a.txt?token={download_token}"), "text/plain", "x").await;
+        put(&app, &format!("{b}/object/upload/sign/documents/m/f/a.txt?token={download_token}"), "text/plain", "x")
+            .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["message"], "invalid token: the token does not allow uploads");
     // A token signed with another key (e.g. a user's access token) is not a storage token.
     let user_token = app.token("citizen@demo.test");
-    let (status, _) = put(&app, &format!("{b}/object/upload/sign/documents/m/f/a.txt?token={user_token}"), "text/plain", "x").await;
+    let (status, _) =
+        put(&app, &format!("{b}/object/upload/sign/documents/m/f/a.txt?token={user_token}"), "text/plain", "x").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(store.info("documents", &a).await.unwrap(), None);
     assert_eq!(store.info("evidence", &a).await.unwrap(), None);
@@ -343,7 +355,10 @@ async fn an_upload_token_cannot_be_reused_to_overwrite() {
         store.upload("documents", &p, "text/plain", Bytes::from_static(b"server")).await,
         Err(StorageError::AlreadyExists)
     ));
-    assert!(matches!(store.create_signed_upload("documents", &p, MINUTE, &UploadRules::default()).await, Err(StorageError::AlreadyExists)));
+    assert!(matches!(
+        store.create_signed_upload("documents", &p, MINUTE, &UploadRules::default()).await,
+        Err(StorageError::AlreadyExists)
+    ));
     let response = app
         .http
         .post(format!("{}/object/documents/m/f/once.txt", base(&app)))
@@ -380,8 +395,10 @@ async fn oversize_bodies_are_refused_and_leave_nothing_behind() {
     let p = path("p/t/big.png");
 
     // Declared too large (Content-Length).
-    let signed = store.create_signed_upload("user-photos-thumbnails", &p, MINUTE, &UploadRules::default()).await.unwrap();
-    let status = oversize_status(app.http.put(&signed.url).header("content-type", "image/png").body(vec![7u8; limit + 1])).await;
+    let signed =
+        store.create_signed_upload("user-photos-thumbnails", &p, MINUTE, &UploadRules::default()).await.unwrap();
+    let status =
+        oversize_status(app.http.put(&signed.url).header("content-type", "image/png").body(vec![7u8; limit + 1])).await;
     assert!(matches!(status, None | Some(StatusCode::PAYLOAD_TOO_LARGE)), "{status:?}");
 
     // Actually too large, streamed without a declared length.
@@ -394,7 +411,10 @@ async fn oversize_bodies_are_refused_and_leave_nothing_behind() {
     let boundary = "bigboundary";
     let form = storage_js_form(boundary, "image/png", &vec![1u8; limit + 10]);
     let status = oversize_status(
-        app.http.put(&signed.url).header("content-type", format!("multipart/form-data; boundary={boundary}")).body(form),
+        app.http
+            .put(&signed.url)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(form),
     )
     .await;
     assert!(matches!(status, None | Some(StatusCode::PAYLOAD_TOO_LARGE)), "{status:?}");
@@ -413,7 +433,8 @@ async fn oversize_bodies_are_refused_and_leave_nothing_behind() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // A bucket's allowed content types hold too.
     let q = path("p/t/notes.txt");
-    let signed = store.create_signed_upload("user-photos-thumbnails", &q, MINUTE, &UploadRules::default()).await.unwrap();
+    let signed =
+        store.create_signed_upload("user-photos-thumbnails", &q, MINUTE, &UploadRules::default()).await.unwrap();
     let (status, body) = put(&app, &signed.url, "text/plain", "hello").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
@@ -498,7 +519,10 @@ async fn info_and_delete() {
     assert_eq!(deleted.as_array().unwrap().len(), 1);
     assert_eq!(deleted[0]["name"], "m/x/1.txt");
     // A missing bucket is "not found", never an error with internals.
-    assert!(matches!(store.create_signed_upload("nope", &p, MINUTE, &UploadRules::default()).await, Err(StorageError::NotFound)));
+    assert!(matches!(
+        store.create_signed_upload("nope", &p, MINUTE, &UploadRules::default()).await,
+        Err(StorageError::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -509,7 +533,8 @@ async fn the_service_routes_need_the_service_role() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["statusCode"], "401");
-    let response = app.http.post(&url).bearer_auth(app.token("manager@demo.test")).json(&json!({})).send().await.unwrap();
+    let response =
+        app.http.post(&url).bearer_auth(app.token("manager@demo.test")).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let response = app.http.post(&url).bearer_auth(service_key(&app)).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -535,7 +560,9 @@ async fn the_supabase_backend_works_against_wards_own_rest_paths() {
     assert_eq!(store.info("evidence", &p).await.unwrap(), None);
 
     let signed = store.create_signed_upload("evidence", &p, MINUTE, &UploadRules::default()).await.unwrap();
-    assert!(signed.url.starts_with(&format!("{}/object/upload/sign/evidence/m1/file-1/scan%20(1).pdf?token=", base(&app))));
+    assert!(
+        signed.url.starts_with(&format!("{}/object/upload/sign/evidence/m1/file-1/scan%20(1).pdf?token=", base(&app)))
+    );
     assert!(signed.expires_at > chrono::Utc::now() + chrono::Duration::minutes(100), "Supabase's two hours");
     let bytes = Bytes::from_static(b"%PDF-1.7 scanned evidence");
     let (status, body) = put(&app, &signed.url, "application/pdf", bytes.clone()).await;
@@ -558,7 +585,9 @@ async fn the_supabase_backend_works_against_wards_own_rest_paths() {
         Err(StorageError::AlreadyExists)
     ));
     assert!(matches!(
-        store.upload("user-photos-thumbnails", &path("m1/big.png"), "image/png", Bytes::from(vec![0u8; 1024 * 1024 + 1])).await,
+        store
+            .upload("user-photos-thumbnails", &path("m1/big.png"), "image/png", Bytes::from(vec![0u8; 1024 * 1024 + 1]))
+            .await,
         Err(StorageError::TooLarge { .. })
     ));
     let (status, _, got) = get_bytes(&app, &store.public_url("user-photos-thumbnails", &q)).await;
@@ -651,7 +680,10 @@ async fn public_renderings_are_bounded_in_the_cache() {
     let p = path("p/x/thumb.png");
     store.upload("user-photos-thumbnails", &p, "image/png", Bytes::from(png.into_inner())).await.unwrap();
     for width in 1..=40 {
-        let url = format!("{}/render/image/public/user-photos-thumbnails/p/x/thumb.png?width={width}&resize=fill", base(&app));
+        let url = format!(
+            "{}/render/image/public/user-photos-thumbnails/p/x/thumb.png?width={width}&resize=fill",
+            base(&app)
+        );
         let response = app.http.get(&url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{width}");
         let rendered = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();

@@ -24,6 +24,7 @@ pub struct Client {
 }
 
 /// How a connection attempt ended.
+#[allow(clippy::large_enum_variant)] // one per connection attempt in tests
 pub enum Init {
     Acked(Client),
     Closed(u16, String),
@@ -55,7 +56,13 @@ pub async fn connect(addr: std::net::SocketAddr, payload: Value, protocol: &str)
 
 impl Client {
     pub async fn new(app: &TestApp, email: &str) -> Client {
-        match connect(app.addr, json!({ "Authorization": format!("Bearer {}", app.token(email)) }), "graphql-transport-ws").await {
+        match connect(
+            app.addr,
+            json!({ "Authorization": format!("Bearer {}", app.token(email)) }),
+            "graphql-transport-ws",
+        )
+        .await
+        {
             Init::Acked(client) => client,
             Init::Closed(code, reason) => panic!("refused: {code} {reason}"),
         }
@@ -123,7 +130,10 @@ impl Client {
 pub async fn latest_event_id(app: &TestApp) -> i64 {
     let owner = app.db.owner().await;
     let row = owner
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "select coalesce(max(id), 0) as n from ticket_events"))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "select coalesce(max(id), 0) as n from ticket_events",
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -198,7 +208,10 @@ async fn each_person_receives_exactly_what_they_may_see() {
         let update = clients.get_mut(who).unwrap().update().await;
         assert_eq!(update["kind"], "CREATED");
         assert_eq!(update["ticket"]["id"], new_id);
-        assert_eq!(update["ticket"]["reporter"]["id"], demo::person("citizen@demo.test").unwrap().profile_id.to_string());
+        assert_eq!(
+            update["ticket"]["reporter"]["id"],
+            demo::person("citizen@demo.test").unwrap().profile_id.to_string()
+        );
     }
     clients.get_mut("worker@demo.test").unwrap().nothing_for(Duration::from_millis(200)).await;
 }
@@ -311,18 +324,22 @@ async fn connection_lifecycle() {
     // The token under `headers` works too.
     let token = app.token("manager@demo.test");
     assert!(matches!(
-        connect(app.addr, json!({ "headers": { "Authorization": format!("Bearer {token}") } }), "graphql-transport-ws").await,
+        connect(app.addr, json!({ "headers": { "Authorization": format!("Bearer {token}") } }), "graphql-transport-ws")
+            .await,
         Init::Acked(_)
     ));
     // Anonymous connections are accepted, but subscribing needs a person.
-    let Init::Acked(mut anonymous) = connect(app.addr, json!({}), "graphql-transport-ws").await else { panic!("refused") };
+    let Init::Acked(mut anonymous) = connect(app.addr, json!({}), "graphql-transport-ws").await else {
+        panic!("refused")
+    };
     anonymous.subscribe("1", json!({})).await;
     let message = anonymous.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(message["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{message}");
     // A token that expires while connected ends the connection with 4401.
     let person = demo::person("manager@demo.test").unwrap();
     let short = app.issuer.user_token(person.auth_user_id, Some(person.email), None, 2).unwrap();
-    let Init::Acked(mut expiring) = connect(app.addr, json!({ "Authorization": format!("Bearer {short}") }), "graphql-transport-ws").await
+    let Init::Acked(mut expiring) =
+        connect(app.addr, json!({ "Authorization": format!("Bearer {short}") }), "graphql-transport-ws").await
     else {
         panic!("refused")
     };
@@ -335,7 +352,9 @@ async fn connection_lifecycle() {
 async fn the_legacy_graphql_ws_protocol_works_too() {
     let app = spawn_app().await;
     let token = app.token("manager@demo.test");
-    let Init::Acked(mut client) = connect(app.addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-ws").await else {
+    let Init::Acked(mut client) =
+        connect(app.addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-ws").await
+    else {
         panic!("refused")
     };
     let start = latest_event_id(&app).await;
@@ -429,7 +448,9 @@ async fn errors_over_the_websocket_carry_codes() {
         .await
         .unwrap();
     assert_eq!(registered["data"]["me"]["email"], "manager@demo.test", "{registered}");
-    client.send_raw(json!({ "id": "apq", "type": "subscribe", "payload": { "query": "", "extensions": persisted } })).await;
+    client
+        .send_raw(json!({ "id": "apq", "type": "subscribe", "payload": { "query": "", "extensions": persisted } }))
+        .await;
     let answer = client.next(Duration::from_secs(5)).await.expect("an answer");
     assert_eq!((answer["type"].as_str(), answer["id"].as_str()), (Some("next"), Some("apq")), "{answer}");
     assert_eq!(answer["payload"]["data"]["me"]["email"], "manager@demo.test", "{answer}");
@@ -455,7 +476,13 @@ async fn queries_and_mutations_over_the_websocket_run_as_the_connection() {
     let me = single_result(&mut citizen, "me", "{ me { email role } }", json!({})).await;
     assert_eq!(me["data"]["me"]["email"], CITIZEN, "{me}");
     // The policies decide, as over HTTP: ticket 6 is the other municipality's.
-    let hidden = single_result(&mut citizen, "t6", "query($id: ID!) { ticket(id: $id) { id } }", json!({ "id": TICKETS[5].id.to_string() })).await;
+    let hidden = single_result(
+        &mut citizen,
+        "t6",
+        "query($id: ID!) { ticket(id: $id) { id } }",
+        json!({ "id": TICKETS[5].id.to_string() }),
+    )
+    .await;
     assert_eq!(hidden["data"]["ticket"], Value::Null, "{hidden}");
     // A mutation commits.
     let created = single_result(
@@ -477,7 +504,8 @@ async fn queries_and_mutations_over_the_websocket_run_as_the_connection() {
     )
     .await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
-    let unchanged = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { status } }", json!({ "id": id })).await;
+    let unchanged =
+        app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { status } }", json!({ "id": id })).await;
     assert_eq!(unchanged["data"]["ticket"]["status"], "OPEN");
     let invalid = single_result(&mut citizen, "bad", "{ me { password } }", json!({})).await;
     assert_eq!(invalid["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{invalid}");

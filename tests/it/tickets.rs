@@ -55,8 +55,10 @@ async fn the_gbv_firewall_on_reads() {
     for who in ALL {
         let response = app.graphql(Some(who), query, json!({ "id": t(3) })).await;
         let ticket = data(&response, "ticket");
-        let buckets: BTreeSet<String> =
-            ticket["media"].as_array().map(|m| m.iter().map(|x| x["bucket"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+        let buckets: BTreeSet<String> = ticket["media"]
+            .as_array()
+            .map(|m| m.iter().map(|x| x["bucket"].as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
         match who {
             // The reporter sees their case but none of its files: every file of a sensitive
             // ticket is for SAPS liaisons and admins (P-GBV-READ), documents too.
@@ -90,7 +92,8 @@ async fn the_gbv_firewall_on_reads() {
     }
     // A page loads its tickets' files ahead: for every person and ticket it shows exactly
     // what the single ticket shows (checked against the contract above).
-    let fields = "id media { bucket } evidence { bucket } events { kind } ward { name } reporter { id } assignee { id }";
+    let fields =
+        "id media { bucket } evidence { bucket } events { kind } ward { name } reporter { id } assignee { id }";
     let page = format!("{{ tickets(first: 100) {{ nodes {{ {fields} }} }} }}");
     let single = format!("query($id: ID!) {{ ticket(id: $id) {{ {fields} }} }}");
     for who in ALL {
@@ -107,7 +110,8 @@ async fn the_gbv_firewall_on_reads() {
 #[tokio::test]
 async fn reporter_and_assignee_are_null_where_the_profile_is_hidden() {
     let app = spawn_app().await;
-    let query = "query($id: ID!) { ticket(id: $id) { reporter { displayName } assignee { displayName } ward { name } } }";
+    let query =
+        "query($id: ID!) { ticket(id: $id) { reporter { displayName } assignee { displayName } ward { name } } }";
     // The citizen sees their ticket but not the field worker's profile.
     let response = app.graphql(Some(CITIZEN), query, json!({ "id": t(1) })).await;
     let ticket = data(&response, "ticket");
@@ -143,7 +147,8 @@ const CREATE: &str = "mutation($input: CreateTicketInput!) { createTicket(input:
 #[tokio::test]
 async fn creating_tickets() {
     let app = spawn_app().await;
-    let input = |title: &str| json!({ "input": { "title": title, "category": "WATER", "wardId": WARDS[0].0.to_string() } });
+    let input =
+        |title: &str| json!({ "input": { "title": title, "category": "WATER", "wardId": WARDS[0].0.to_string() } });
     for who in [CITIZEN, MANAGER, SAPS, ADMIN] {
         let response = app.graphql(Some(who), CREATE, input("Leaking hydrant")).await;
         let ticket = data(&response, "createTicket");
@@ -182,7 +187,13 @@ async fn tracking_numbers_are_unique_under_concurrent_creation() {
         let app = &app;
         async move {
             let who = if i % 2 == 0 { CITIZEN } else { MANAGER };
-            let response = app.graphql(Some(who), CREATE, json!({ "input": { "title": format!("Concurrent {i}"), "category": "ROADS" } })).await;
+            let response = app
+                .graphql(
+                    Some(who),
+                    CREATE,
+                    json!({ "input": { "title": format!("Concurrent {i}"), "category": "ROADS" } }),
+                )
+                .await;
             data(&response, "createTicket")["trackingNumber"].as_str().unwrap().to_string()
         }
     });
@@ -197,13 +208,16 @@ const UPDATE: &str = "mutation($id: ID!, $input: UpdateTicketInput!, $v: Int!) {
 #[tokio::test]
 async fn updating_with_optimistic_concurrency() {
     let app = spawn_app().await;
-    let vars = |n: usize, title: &str, v: i32| json!({ "id": t(n), "input": { "title": title, "priority": "HIGH" }, "v": v });
+    let vars =
+        |n: usize, title: &str, v: i32| json!({ "id": t(n), "input": { "title": title, "priority": "HIGH" }, "v": v });
     let ok = app.graphql(Some(MANAGER), UPDATE, vars(2, "Pothole, deeper now", 1)).await;
     assert_eq!(data(&ok, "updateTicket"), &json!({ "title": "Pothole, deeper now", "priority": "HIGH", "version": 2 }));
     // Someone else still holding version 1 gets CONFLICT and changes nothing.
     let stale = app.graphql(Some(ADMIN), UPDATE, vars(2, "Overwritten", 1)).await;
     assert_eq!(error_code(&stale), Some("CONFLICT"), "{stale}");
-    let now = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { title version } }", json!({ "id": t(2) })).await;
+    let now = app
+        .graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { title version } }", json!({ "id": t(2) }))
+        .await;
     assert_eq!(data(&now, "ticket"), &json!({ "title": "Pothole, deeper now", "version": 2 }));
     // Who may edit: not the reporter, not the field worker; SAPS only sensitive ones.
     assert_eq!(error_code(&app.graphql(Some(CITIZEN), UPDATE, vars(2, "Mine", 2)).await), Some("FORBIDDEN"));
@@ -227,10 +241,14 @@ async fn status_transitions() {
     let app = spawn_app().await;
     let vars = |n: usize, s: &str| json!({ "id": t(n), "s": s });
     // The field worker starts work on an assigned ticket, with a note kept in the history.
-    let started = app.graphql(Some(WORKER), STATUS, json!({ "id": t(1), "s": "IN_PROGRESS", "note": "Crew on site" })).await;
+    let started =
+        app.graphql(Some(WORKER), STATUS, json!({ "id": t(1), "s": "IN_PROGRESS", "note": "Crew on site" })).await;
     let ticket = data(&started, "setTicketStatus");
     assert_eq!(ticket["status"], "IN_PROGRESS");
-    assert_eq!(ticket["events"].as_array().unwrap().last().unwrap(), &json!({ "kind": "UPDATED", "status": "IN_PROGRESS", "message": "Crew on site" }));
+    assert_eq!(
+        ticket["events"].as_array().unwrap().last().unwrap(),
+        &json!({ "kind": "UPDATED", "status": "IN_PROGRESS", "message": "Crew on site" })
+    );
     // but may not reject it, and cannot reach tickets not assigned to them.
     assert_eq!(error_code(&app.graphql(Some(WORKER), STATUS, vars(1, "REJECTED")).await), Some("FORBIDDEN"));
     assert_eq!(error_code(&app.graphql(Some(WORKER), STATUS, vars(2, "RESOLVED")).await), Some("NOT_FOUND"));
@@ -243,14 +261,18 @@ async fn status_transitions() {
     assert_eq!(data(&app.graphql(Some(MANAGER), STATUS, vars(5, "OPEN")).await, "setTicketStatus")["status"], "OPEN");
     // SAPS liaisons move sensitive tickets only.
     assert_eq!(error_code(&app.graphql(Some(SAPS), STATUS, vars(2, "RESOLVED")).await), Some("FORBIDDEN"));
-    assert_eq!(data(&app.graphql(Some(SAPS), STATUS, vars(3, "IN_PROGRESS")).await, "setTicketStatus")["status"], "IN_PROGRESS");
+    assert_eq!(
+        data(&app.graphql(Some(SAPS), STATUS, vars(3, "IN_PROGRESS")).await, "setTicketStatus")["status"],
+        "IN_PROGRESS"
+    );
     // Other municipality: not found. Over-long note: bad input.
     assert_eq!(error_code(&app.graphql(Some(OTHER_MANAGER), STATUS, vars(2, "RESOLVED")).await), Some("NOT_FOUND"));
     let long_note = json!({ "id": t(2), "s": "RESOLVED", "note": "x".repeat(2001) });
     assert_eq!(error_code(&app.graphql(Some(MANAGER), STATUS, long_note).await), Some("BAD_USER_INPUT"));
 }
 
-const ASSIGN: &str = "mutation($id: ID!, $a: ID!) { assignTicket(id: $id, assigneeId: $a) { assignee { id } version } }";
+const ASSIGN: &str =
+    "mutation($id: ID!, $a: ID!) { assignTicket(id: $id, assigneeId: $a) { assignee { id } version } }";
 
 #[tokio::test]
 async fn assignment() {
@@ -301,7 +323,16 @@ async fn notices() {
 #[tokio::test]
 async fn sla_sweep_records_one_breach_per_ticket() {
     let app = spawn_app().await;
-    owner_exec(&app, &format!("update tickets set sla_due_at = now() - interval '1 hour' where id in ('{}', '{}', '{}')", t(1), t(5), t(6))).await;
+    owner_exec(
+        &app,
+        &format!(
+            "update tickets set sla_due_at = now() - interval '1 hour' where id in ('{}', '{}', '{}')",
+            t(1),
+            t(5),
+            t(6)
+        ),
+    )
+    .await;
     let pool = app.db.app_pool().await;
     let sweep = || async {
         let tx = ward::db::begin(&pool, &ward::auth::Caller::Service, false).await.unwrap();
@@ -313,8 +344,11 @@ async fn sla_sweep_records_one_breach_per_ticket() {
     let (a, b) = tokio::join!(sweep(), sweep());
     assert_eq!(a + b, 2);
     assert_eq!(sweep().await, 0);
-    let events = app.graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { events { noticeKind } } }", json!({ "id": t(1) })).await;
-    let kinds: Vec<&Value> = data(&events, "ticket")["events"].as_array().unwrap().iter().map(|e| &e["noticeKind"]).collect();
+    let events = app
+        .graphql(Some(MANAGER), "query($id: ID!) { ticket(id: $id) { events { noticeKind } } }", json!({ "id": t(1) }))
+        .await;
+    let kinds: Vec<&Value> =
+        data(&events, "ticket")["events"].as_array().unwrap().iter().map(|e| &e["noticeKind"]).collect();
     // CREATED (seed), UPDATED (the due time moved above), then the breach.
     assert_eq!(kinds, vec![&Value::Null, &Value::Null, &json!("SLA_BREACHED")]);
 }
@@ -340,7 +374,9 @@ async fn paging_filtering_and_visibility() {
         seen.extend(ids(&page));
         if after.is_none() {
             // A ticket created meanwhile (newer, so before the cursor) does not shift the pages.
-            let created = app.graphql(Some(MANAGER), CREATE, json!({ "input": { "title": "Meanwhile", "category": "OTHER" } })).await;
+            let created = app
+                .graphql(Some(MANAGER), CREATE, json!({ "input": { "title": "Meanwhile", "category": "OTHER" } }))
+                .await;
             assert!(created.get("errors").is_none());
         }
         if page["pageInfo"]["hasNextPage"] == false {
@@ -357,7 +393,8 @@ async fn paging_filtering_and_visibility() {
     let last = data(&last, "tickets").clone();
     assert_eq!(ids(&last), seen[3..5].to_vec());
     assert_eq!(last["pageInfo"]["hasPreviousPage"], true);
-    let before = app.graphql(Some(MANAGER), PAGE, json!({ "last": 2, "before": last["pageInfo"]["startCursor"] })).await;
+    let before =
+        app.graphql(Some(MANAGER), PAGE, json!({ "last": 2, "before": last["pageInfo"]["startCursor"] })).await;
     assert_eq!(ids(data(&before, "tickets")), seen[1..3].to_vec());
 
     // Filters.
@@ -365,13 +402,16 @@ async fn paging_filtering_and_visibility() {
     assert_eq!(ids(data(&sensitive, "tickets")), vec![t(3)]);
     let water = app.graphql(Some(ADMIN), PAGE, json!({ "filter": { "category": ["WATER", "WASTE"] } })).await;
     assert_eq!(ids(data(&water, "tickets")).into_iter().collect::<BTreeSet<_>>(), BTreeSet::from([t(1), t(5)]));
-    let open_assigned = app.graphql(Some(ADMIN), PAGE, json!({ "filter": { "status": ["OPEN"], "assigneeId": pid(WORKER) } })).await;
+    let open_assigned =
+        app.graphql(Some(ADMIN), PAGE, json!({ "filter": { "status": ["OPEN"], "assigneeId": pid(WORKER) } })).await;
     assert_eq!(ids(data(&open_assigned, "tickets")).into_iter().collect::<BTreeSet<_>>(), BTreeSet::from([t(1), t(4)]));
     let search = app.graphql(Some(ADMIN), PAGE, json!({ "filter": { "search": "POTHOLE" } })).await;
     assert_eq!(ids(data(&search, "tickets")), vec![t(2)]);
     let wildcard = app.graphql(Some(ADMIN), PAGE, json!({ "filter": { "search": "%" } })).await;
     assert_eq!(ids(data(&wildcard, "tickets")), Vec::<String>::new(), "% is a literal, not a wildcard");
-    let oldest_first = app.graphql(Some(ADMIN), PAGE, json!({ "order": { "field": "CREATED_AT", "direction": "ASC" }, "first": 1 })).await;
+    let oldest_first = app
+        .graphql(Some(ADMIN), PAGE, json!({ "order": { "field": "CREATED_AT", "direction": "ASC" }, "first": 1 }))
+        .await;
     assert_eq!(ids(data(&oldest_first, "tickets")), vec![t(1)]);
 
     // What each person's list holds is what they may see.
@@ -397,11 +437,19 @@ async fn paging_filtering_and_visibility() {
         assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{vars}: {response}");
     }
     let by_number = app
-        .graphql(Some(CITIZEN), "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { id } }", json!({ "n": "demo-2026-000001" }))
+        .graphql(
+            Some(CITIZEN),
+            "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { id } }",
+            json!({ "n": "demo-2026-000001" }),
+        )
         .await;
     assert!(by_number.get("errors").is_none(), "{by_number}");
     let bad_number = app
-        .graphql(Some(CITIZEN), "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { id } }", json!({ "n": "x' or 1=1" }))
+        .graphql(
+            Some(CITIZEN),
+            "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { id } }",
+            json!({ "n": "x' or 1=1" }),
+        )
         .await;
     assert_eq!(error_code(&bad_number), Some("BAD_USER_INPUT"));
 }
@@ -543,23 +591,27 @@ async fn tracking_numbers_grow_past_six_digits() {
             app.db
                 .owner()
                 .await
-                .execute_unprepared(&format!("update ticket_counters set last_value = {last} where municipality_id = '{}'", DEMO.id))
+                .execute_unprepared(&format!(
+                    "update ticket_counters set last_value = {last} where municipality_id = '{}'",
+                    DEMO.id
+                ))
                 .await
                 .unwrap();
         }
         for who in [CITIZEN, MANAGER] {
-            let response = app.graphql(Some(who), CREATE, json!({ "input": { "title": "Counted", "category": "ROADS" } })).await;
+            let response =
+                app.graphql(Some(who), CREATE, json!({ "input": { "title": "Counted", "category": "ROADS" } })).await;
             numbers.push(data(&response, "createTicket")["trackingNumber"].as_str().unwrap().to_string());
         }
     }
-    assert_eq!(
-        numbers,
-        [100_000, 100_001, 999_999, 1_000_000].map(|n| format!("DEMO-{year}-{n:06}")),
-        "{numbers:?}"
-    );
+    assert_eq!(numbers, [100_000, 100_001, 999_999, 1_000_000].map(|n| format!("DEMO-{year}-{n:06}")), "{numbers:?}");
     // And it is found by its number.
     let found = app
-        .graphql(Some(MANAGER), "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { title } }", json!({ "n": numbers[3] }))
+        .graphql(
+            Some(MANAGER),
+            "query($n: String!) { ticketByTrackingNumber(trackingNumber: $n) { title } }",
+            json!({ "n": numbers[3] }),
+        )
         .await;
     assert_eq!(found["data"]["ticketByTrackingNumber"]["title"], "Counted", "{found}");
 }

@@ -50,11 +50,8 @@ async fn token_outcomes() {
     assert_eq!(anon, json!({ "data": { "me": null } }));
 
     let alg_none = format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(&claims(json!({}))));
-    let rs256_header = format!(
-        "{}.{}.c2lnbmF0dXJl",
-        b64(&json!({ "alg": "RS256", "typ": "JWT" })),
-        b64(&claims(json!({})))
-    );
+    let rs256_header =
+        format!("{}.{}.c2lnbmF0dXJl", b64(&json!({ "alg": "RS256", "typ": "JWT" })), b64(&claims(json!({}))));
     let cases: Vec<(&str, String, &str)> = vec![
         ("expired", format!("Bearer {}", sign(claims(json!({ "exp": now - 3600 })))), "expired"),
         ("wrong secret", format!("Bearer {}", wrong_issuer.sign(&claims(json!({}))).unwrap()), "signature"),
@@ -84,14 +81,13 @@ async fn token_outcomes() {
 async fn anon_and_service_keys_are_recognised_by_role() {
     let app = spawn_app().await;
     let now = chrono::Utc::now().timestamp();
-    let anon_key = app.issuer.sign(&json!({ "role": "anon", "iss": "supabase", "iat": now, "exp": now + 600 })).unwrap();
+    let anon_key =
+        app.issuer.sign(&json!({ "role": "anon", "iss": "supabase", "iat": now, "exp": now + 600 })).unwrap();
     let response = app.graphql_with_header(Some(&format!("Bearer {anon_key}")), ME, json!({})).await;
     assert_eq!(response, json!({ "data": { "me": null } }));
     // A service key is not a person: `me` is null, and it is not refused.
-    let service_key = app
-        .issuer
-        .sign(&json!({ "role": "service_role", "iss": "supabase", "iat": now, "exp": now + 600 }))
-        .unwrap();
+    let service_key =
+        app.issuer.sign(&json!({ "role": "service_role", "iss": "supabase", "iat": now, "exp": now + 600 })).unwrap();
     let response = app.graphql_with_header(Some(&format!("Bearer {service_key}")), ME, json!({})).await;
     assert_eq!(response, json!({ "data": { "me": null } }));
 }

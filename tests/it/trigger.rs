@@ -76,9 +76,7 @@ async fn insert_and_update_each_record_an_event_and_notify() {
     assert_eq!(event_count(&db, &id).await, 1);
 
     let tx = ward::db::begin(&pool, &manager, false).await.unwrap();
-    tx.execute_unprepared(&format!("update tickets set status = 'IN_PROGRESS' where id = '{id}'"))
-        .await
-        .unwrap();
+    tx.execute_unprepared(&format!("update tickets set status = 'IN_PROGRESS' where id = '{id}'")).await.unwrap();
     tx.commit().await.unwrap();
     let updated = next(&mut demo_listener).await;
     assert_eq!(updated["type"], "UPDATED");
@@ -119,12 +117,9 @@ async fn a_rolled_back_change_neither_records_nor_notifies() {
     listener.listen(&format!("ticket_updates:{}", DEMO.id)).await.unwrap();
     let pool = db.app_pool().await;
     let tx = ward::db::begin(&pool, &caller("manager@demo.test"), false).await.unwrap();
-    tx.execute_unprepared(&format!(
-        "update tickets set status = 'CLOSED' where id = '{}'",
-        ward::demo::TICKETS[0].id
-    ))
-    .await
-    .unwrap();
+    tx.execute_unprepared(&format!("update tickets set status = 'CLOSED' where id = '{}'", ward::demo::TICKETS[0].id))
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     let got = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
     assert!(got.is_err(), "a rolled-back update notified: {got:?}");

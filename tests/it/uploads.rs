@@ -18,7 +18,8 @@ use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
 
 const INTENT: &str = "mutation($input: CreateUploadIntentInput!) {
     createUploadIntent(input: $input) { id purpose bucket path uploadUrl token expiresAt status } }";
-const CONFIRM: &str = "mutation($id: ID!) { confirmUpload(intentId: $id) { id purpose bucket path contentType sizeBytes } }";
+const CONFIRM: &str =
+    "mutation($id: ID!) { confirmUpload(intentId: $id) { id purpose bucket path contentType sizeBytes } }";
 
 fn t(n: usize) -> String {
     TICKETS[n - 1].id.to_string()
@@ -34,7 +35,9 @@ async fn put(app: &TestApp, url: &str, content_type: &str, bytes: Vec<u8>) -> St
 
 /// Intent, upload, confirm: the confirmed media.
 async fn attach(app: &TestApp, who: &str, ticket: usize, purpose: &str, bytes: &[u8]) -> Value {
-    let intent = app.graphql(Some(who), INTENT, intent_input(ticket, purpose, "photo.jpg", "image/jpeg", bytes.len() as i64)).await;
+    let intent = app
+        .graphql(Some(who), INTENT, intent_input(ticket, purpose, "photo.jpg", "image/jpeg", bytes.len() as i64))
+        .await;
     assert!(intent.get("errors").is_none(), "{who}: {intent}");
     let intent = &intent["data"]["createUploadIntent"];
     assert!(put(app, intent["uploadUrl"].as_str().unwrap(), "image/jpeg", bytes.to_vec()).await.is_success());
@@ -50,7 +53,14 @@ async fn the_gbv_firewall_on_uploads_and_links() {
     let app = spawn_app().await;
     // Sensitive ticket 3: evidence always lands in gbv-evidence.
     let input = intent_input(3, "EVIDENCE", "statement.jpg", "image/jpeg", 10);
-    for (who, expected) in [(CITIZEN, Some("FORBIDDEN")), (WORKER, Some("NOT_FOUND")), (OTHER_MANAGER, Some("NOT_FOUND")), (MANAGER, None), (SAPS, None), (ADMIN, None)] {
+    for (who, expected) in [
+        (CITIZEN, Some("FORBIDDEN")),
+        (WORKER, Some("NOT_FOUND")),
+        (OTHER_MANAGER, Some("NOT_FOUND")),
+        (MANAGER, None),
+        (SAPS, None),
+        (ADMIN, None),
+    ] {
         let response = app.graphql(Some(who), INTENT, input.clone()).await;
         match expected {
             Some(code) => assert_eq!(error_code(&response), Some(code), "{who}: {response}"),
@@ -97,7 +107,8 @@ async fn ordinary_evidence_and_documents() {
     // GBV evidence belongs to sensitive tickets only; documents go to their own bucket.
     let gbv = app.graphql(Some(MANAGER), INTENT, intent_input(1, "GBV_EVIDENCE", "a.pdf", "application/pdf", 5)).await;
     assert_eq!(error_code(&gbv), Some("BAD_USER_INPUT"), "{gbv}");
-    let document = app.graphql(Some(MANAGER), INTENT, intent_input(4, "DOCUMENT", "report.pdf", "application/pdf", 5)).await;
+    let document =
+        app.graphql(Some(MANAGER), INTENT, intent_input(4, "DOCUMENT", "report.pdf", "application/pdf", 5)).await;
     assert_eq!(document["data"]["createUploadIntent"]["bucket"], "documents", "{document}");
 }
 
@@ -118,7 +129,8 @@ async fn bad_uploads_are_refused_and_lose_nothing() {
         assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "{input}: {response}");
     }
     // Directory parts of a file name never reach the path.
-    let sneaky = app.graphql(Some(CITIZEN), INTENT, intent_input(1, "EVIDENCE", "../../etc/passwd.jpg", "image/jpeg", 5)).await;
+    let sneaky =
+        app.graphql(Some(CITIZEN), INTENT, intent_input(1, "EVIDENCE", "../../etc/passwd.jpg", "image/jpeg", 5)).await;
     let path = sneaky["data"]["createUploadIntent"]["path"].as_str().unwrap_or_else(|| panic!("{sneaky}"));
     assert!(!path.contains(".."), "{path}");
 
@@ -132,7 +144,10 @@ async fn bad_uploads_are_refused_and_lose_nothing() {
     assert_eq!(error_code(&theirs), Some("NOT_FOUND"), "{theirs}");
     // The signed URL takes the declared type only; what a backend that cannot bind it
     // (Supabase) would take is checked again at confirmation.
-    assert_eq!(put(&app, intent["uploadUrl"].as_str().unwrap(), "application/pdf", vec![1; 50]).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        put(&app, intent["uploadUrl"].as_str().unwrap(), "application/pdf", vec![1; 50]).await,
+        StatusCode::BAD_REQUEST
+    );
     let path = intent["path"].as_str().unwrap();
     assert_eq!(app.put_as_service("evidence", path, "application/pdf", vec![1; 50]).await, StatusCode::OK);
     let mismatch = app.graphql(Some(CITIZEN), CONFIRM, json!({ "id": intent["id"] })).await;
@@ -198,10 +213,17 @@ async fn media_server() -> std::net::SocketAddr {
         .route("/media/slow", get(slow))
         .route("/media/moved", get(|| async { Redirect::temporary("/media/photo.jpg") }))
         // Each hop within a one-second limit, the whole chain not.
-        .route("/media/dawdle/{n}", get(|axum::extract::Path(n): axum::extract::Path<u32>| async move {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            if n == 0 { jpeg().await } else { Redirect::temporary(&format!("/media/dawdle/{}", n - 1)).into_response() }
-        }));
+        .route(
+            "/media/dawdle/{n}",
+            get(|axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                if n == 0 {
+                    jpeg().await
+                } else {
+                    Redirect::temporary(&format!("/media/dawdle/{}", n - 1)).into_response()
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -225,9 +247,7 @@ async fn the_relay_ingests_media_from_urls() {
     .await;
     let server = media_server().await;
     let service = service_header(&app);
-    let ingest = |ticket: usize, path: &str, content_type: Option<&str>| {
-        json!({ "id": t(ticket), "url": format!("http://{server}{path}"), "type": content_type })
-    };
+    let ingest = |ticket: usize, path: &str, content_type: Option<&str>| json!({ "id": t(ticket), "url": format!("http://{server}{path}"), "type": content_type });
     let ok = app.graphql_with_header(Some(&service), INGEST, ingest(1, "/media/photo.jpg", Some("image/jpeg"))).await;
     let media = &ok["data"]["ingestTicketMedia"];
     assert_eq!(media["bucket"], "evidence", "{ok}");
@@ -255,7 +275,13 @@ async fn the_relay_ingests_media_from_urls() {
         .await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"), "declared too large: {response}");
     // Nothing but the two good files was recorded.
-    let files = app.graphql(Some(ADMIN), "query($a: ID!, $b: ID!) { a: ticket(id: $a) { media { id } } b: ticket(id: $b) { media { id } } }", json!({ "a": t(1), "b": t(3) })).await;
+    let files = app
+        .graphql(
+            Some(ADMIN),
+            "query($a: ID!, $b: ID!) { a: ticket(id: $a) { media { id } } b: ticket(id: $b) { media { id } } }",
+            json!({ "a": t(1), "b": t(3) }),
+        )
+        .await;
     assert_eq!(files["data"]["a"]["media"].as_array().unwrap().len(), 1, "{files}");
     assert_eq!(files["data"]["b"]["media"].as_array().unwrap().len(), 1, "{files}");
     // Only the relay ingests.
@@ -268,13 +294,22 @@ async fn ingest_refuses_internal_addresses_outside_tests() {
     let app = spawn_app().await;
     let server = media_server().await;
     let service = service_header(&app);
-    let special = ["http://localhost:1/x", "http://169.254.169.254/latest", "http://[64:ff9b::a9fe:a9fe]/latest",
-        "http://[2002:7f00:1::1]/", "http://240.0.0.1/", "http://[::ffff:7f00:1]/", "http://0x7f.1/", "http://2130706433/"];
+    let special = [
+        "http://localhost:1/x",
+        "http://169.254.169.254/latest",
+        "http://[64:ff9b::a9fe:a9fe]/latest",
+        "http://[2002:7f00:1::1]/",
+        "http://240.0.0.1/",
+        "http://[::ffff:7f00:1]/",
+        "http://0x7f.1/",
+        "http://2130706433/",
+    ];
     for url in std::iter::once(format!("http://{server}/media/photo.jpg")).chain(special.map(String::from)) {
         let response = app.graphql_with_header(Some(&service), INGEST, json!({ "id": t(1), "url": url })).await;
         assert_eq!(error_code(&response), Some("FORBIDDEN"), "{url}: {response}");
     }
-    let response = app.graphql_with_header(Some(&service), INGEST, json!({ "id": t(1), "url": "ftp://example.com/x" })).await;
+    let response =
+        app.graphql_with_header(Some(&service), INGEST, json!({ "id": t(1), "url": "ftp://example.com/x" })).await;
     assert_eq!(error_code(&response), Some("BAD_USER_INPUT"));
 }
 

@@ -7,11 +7,11 @@ use entity::ticket;
 use uuid::Uuid;
 
 use super::{Ticket, TicketCategory, TicketStatus};
+use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
+use crate::domain::{municipalities, profiles};
+use crate::error::ApiError;
 use crate::graphql::connection::PageInfo;
 use crate::graphql::context::{Prefetched, Scope, every, parse_id, run};
-use crate::domain::{municipalities, profiles};
-use crate::domain::tickets::{self, Cursor, OrderField, TicketFilter as DomainFilter, TicketPage};
-use crate::error::ApiError;
 
 /// Which tickets a list holds; every given condition must hold.
 #[derive(InputObject, Default)]
@@ -31,10 +31,10 @@ pub struct TicketFilter {
 
 impl TicketFilter {
     pub fn into_domain(self) -> Result<DomainFilter, ApiError> {
-        if let Some(search) = &self.search {
-            if search.chars().count() > 200 {
-                return Err(ApiError::new(crate::error::ErrorCode::BadUserInput, "search must be at most 200 characters"));
-            }
+        if let Some(search) = &self.search
+            && search.chars().count() > 200
+        {
+            return Err(ApiError::new(crate::error::ErrorCode::BadUserInput, "search must be at most 200 characters"));
         }
         Ok(DomainFilter {
             statuses: distinct(self.status, "status")?.into_iter().map(Into::into).collect(),
@@ -73,6 +73,8 @@ fn distinct<T: PartialEq>(values: Option<Vec<T>>, name: &str) -> Result<Vec<T>, 
 }
 
 /// What to sort tickets by.
+// The schema's names: CREATED_AT, UPDATED_AT, SLA_DUE_AT.
+#[allow(clippy::enum_variant_names)]
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum TicketOrderField {
     #[default]
@@ -238,4 +240,3 @@ impl TicketConnection {
         Ok(self.counted(ctx).await?.exact)
     }
 }
-

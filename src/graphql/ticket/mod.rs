@@ -265,4 +265,3 @@ impl TicketEvent {
         self.row.created_at.to_utc()
     }
 }
-

@@ -3,11 +3,14 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 
-use super::{Ticket, TicketCategory, TicketConnection, TicketEvent, TicketFilter, TicketOrder, TicketPriority, TicketStatus, ahead_for};
-use crate::graphql::context::{Scope, caller, parse_id, run, run_mutation};
+use super::{
+    Ticket, TicketCategory, TicketConnection, TicketEvent, TicketFilter, TicketOrder, TicketPriority, TicketStatus,
+    ahead_for,
+};
 use crate::domain::tickets::{self, NewTicket, Page, TicketChanges};
 use crate::domain::values::{Description, Message, NoticeKind, Title, TrackingNumber};
 use crate::error::ApiError;
+use crate::graphql::context::{Scope, caller, parse_id, run, run_mutation};
 
 /// Queries about tickets.
 #[derive(Default)]
@@ -39,6 +42,7 @@ impl TicketQuery {
 
     /// The tickets the caller may see, a page at a time (at most 100 per page; 20 by default).
     #[graphql(complexity = "first.or(last).unwrap_or(20).clamp(0, 100) as usize * child_complexity")]
+    #[allow(clippy::too_many_arguments)] // Relay's four paging arguments, a filter and an order
     async fn tickets(
         &self,
         ctx: &Context<'_>,
@@ -51,10 +55,16 @@ impl TicketQuery {
     ) -> async_graphql::Result<TicketConnection> {
         let order = order_by.unwrap_or_default().into_domain();
         let filter = filter.unwrap_or_default().into_domain()?;
-        let page = Page::from_relay(first, after.as_deref(), last, before.as_deref(), order.field)
-            .map_err(ApiError::from)?;
+        let page =
+            Page::from_relay(first, after.as_deref(), last, before.as_deref(), order.field).map_err(ApiError::from)?;
         let result = run(ctx, async |tx| tickets::list(tx, &filter, order, &page).await).await?;
-        Ok(TicketConnection { page: result, filter, field: order.field, items: Default::default(), count: Default::default() })
+        Ok(TicketConnection {
+            page: result,
+            filter,
+            field: order.field,
+            items: Default::default(),
+            count: Default::default(),
+        })
     }
 }
 
@@ -100,7 +110,10 @@ impl TicketMutation {
             is_sensitive: input.is_sensitive,
         };
         let caller = caller(ctx)?;
-        Ok(Ticket::new(run_mutation(ctx, async |tx| tickets::update(tx, caller, id, changes, expected_version).await).await?, Scope::default()))
+        Ok(Ticket::new(
+            run_mutation(ctx, async |tx| tickets::update(tx, caller, id, changes, expected_version).await).await?,
+            Scope::default(),
+        ))
     }
 
     /// Moves a ticket through its workflow, with an optional note kept in its history.
@@ -114,7 +127,10 @@ impl TicketMutation {
         let id = parse_id(&id, "id")?;
         let note = note.as_deref().map(Message::parse).transpose().map_err(ApiError::from)?;
         let caller = caller(ctx)?;
-        Ok(Ticket::new(run_mutation(ctx, async |tx| tickets::set_status(tx, caller, id, status.into(), note).await).await?, Scope::default()))
+        Ok(Ticket::new(
+            run_mutation(ctx, async |tx| tickets::set_status(tx, caller, id, status.into(), note).await).await?,
+            Scope::default(),
+        ))
     }
 
     /// Assigns a ticket to a field worker or manager of its municipality.
@@ -122,7 +138,10 @@ impl TicketMutation {
         let id = parse_id(&id, "id")?;
         let assignee = parse_id(&assignee_id, "assigneeId")?;
         let caller = caller(ctx)?;
-        Ok(Ticket::new(run_mutation(ctx, async |tx| tickets::assign(tx, caller, id, assignee).await).await?, Scope::default()))
+        Ok(Ticket::new(
+            run_mutation(ctx, async |tx| tickets::assign(tx, caller, id, assignee).await).await?,
+            Scope::default(),
+        ))
     }
 
     /// Records a notice on a ticket and announces it to subscribers (managers, admins and the
@@ -138,7 +157,8 @@ impl TicketMutation {
         let kind = NoticeKind::parse(&kind).map_err(ApiError::from)?;
         let message = Message::parse(&message).map_err(ApiError::from)?;
         let caller = caller(ctx)?;
-        let event = run_mutation(ctx, async |tx| tickets::publish_notice(tx, caller, ticket_id, &kind, &message).await).await?;
+        let event =
+            run_mutation(ctx, async |tx| tickets::publish_notice(tx, caller, ticket_id, &kind, &message).await).await?;
         Ok(TicketEvent::new(event, Scope::default()))
     }
 }

@@ -36,9 +36,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::http::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::storage::local::{StoredObject, TokenScope};
 use crate::storage::{
     LocalStore, ObjectPath, ObjectStore, StorageError, Transform, UploadRules, sanitize_filename, validate_bucket,
@@ -71,10 +71,7 @@ pub fn router() -> Router<AppState> {
         .route("/storage/v1/object/public/{bucket}/{*path}", get(download_public))
         .route("/storage/v1/object/info/{bucket}/{*path}", get(info))
         .route("/storage/v1/object/{bucket}", delete(delete_many))
-        .route(
-            "/storage/v1/object/{bucket}/{*path}",
-            post(upload_service).get(download_service).delete(delete_one),
-        )
+        .route("/storage/v1/object/{bucket}/{*path}", post(upload_service).get(download_service).delete(delete_one))
         .merge(tus::router())
         .merge(render::router())
         // Uploads stream to disk under each bucket's own limit (see LocalStore::put_stream);
@@ -158,7 +155,10 @@ struct TokenQuery {
 }
 
 /// The local store and a parsed bucket and path.
-fn target(state: &AppState, path: std::result::Result<Path<(String, String)>, PathRejection>) -> Result<(Arc<LocalStore>, String, ObjectPath)> {
+fn target(
+    state: &AppState,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
+) -> Result<(Arc<LocalStore>, String, ObjectPath)> {
     let store = state
         .local_storage
         .clone()
@@ -201,11 +201,9 @@ fn refuse_upsert(headers: &HeaderMap) -> Result<()> {
 }
 
 fn token_of(query: &TokenQuery) -> Result<&str> {
-    query
-        .token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| StorageHttpError::new(StatusCode::BAD_REQUEST, "invalid_request", "the `token` query parameter is missing"))
+    query.token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
+        StorageHttpError::new(StatusCode::BAD_REQUEST, "invalid_request", "the `token` query parameter is missing")
+    })
 }
 
 /// A small JSON body (`{}` or absent allowed).
@@ -345,7 +343,8 @@ async fn ingest(
     }
     // The form @supabase/storage-js sends: `cacheControl`, maybe `metadata`, then the file
     // (a field named "" with a file name). The first file field is the object.
-    let mut form = Multipart::from_request(request, &()).await.map_err(|_| bad_form("the multipart body is not valid"))?;
+    let mut form =
+        Multipart::from_request(request, &()).await.map_err(|_| bad_form("the multipart body is not valid"))?;
     let mut cache_control: Option<String> = None;
     while let Some(mut field) = form.next_field().await.map_err(|_| bad_form("the multipart body is not valid"))? {
         let name = field.name().unwrap_or_default().to_string();
@@ -645,9 +644,7 @@ async fn serve(
         None => (StatusCode::OK, 0, len),
     };
     if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| StorageError::other("seeking in an object", e))?;
+        file.seek(SeekFrom::Start(start)).await.map_err(|e| StorageError::other("seeking in an object", e))?;
     }
     // Large reads: tokio runs each file read as a blocking task, and 4 KiB (the default)
     // made a 4 MiB download take 76 ms.

@@ -53,7 +53,8 @@ async fn render_signed(
     let (store, bucket, path) = target(&state, path)?;
     let Query(query) = query?;
     let verified = store.verify_token(token_of(&query)?, TokenScope::Download, &bucket, &path)?;
-    let transform = verified.grant.transform.ok_or_else(|| bad_form("this link is not for a rendering; use /object/sign"))?;
+    let transform =
+        verified.grant.transform.ok_or_else(|| bad_form("this link is not for a rendering; use /object/sign"))?;
     // P-GBV-READ: a link handed out before its ticket was flagged sensitive stops working.
     if store.withheld(&bucket, &path, verified.signed_at).await? {
         return Err(StorageError::NotFound.into());
@@ -93,7 +94,8 @@ fn respond(bytes: Bytes, content_type: &'static str, object: &StoredObject, tran
     let mut response = bytes.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    let variant: String = Sha256::digest(transform.query().as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let variant: String =
+        Sha256::digest(transform.query().as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}-{variant}\"", object.id.simple())) {
         h.insert(header::ETAG, etag);
     }

@@ -16,8 +16,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
@@ -165,12 +165,15 @@ async fn create_signed(State(state): State<AppState>, headers: HeaderMap, reques
     let checked = (|| {
         let store = store(&state)?;
         let asked = creation(&headers)?;
-        let token = header_str(&headers, &SIGNATURE).filter(|t| !t.is_empty()).ok_or_else(|| bad("x-signature is required"))?;
+        let token =
+            header_str(&headers, &SIGNATURE).filter(|t| !t.is_empty()).ok_or_else(|| bad("x-signature is required"))?;
         let verified = store.verify_token(token, TokenScope::Upload, &asked.bucket, &asked.path)?;
         Ok((store, asked, verified.grant.rules, verified.expires_at))
     })();
     match checked {
-        Ok((store, asked, rules, expires_at)) => create(&store, asked, &rules, expires_at, true, &headers, request).await,
+        Ok((store, asked, rules, expires_at)) => {
+            create(&store, asked, &rules, expires_at, true, &headers, request).await
+        }
         Err(error) => Err(refuse(request, error).await),
     }
 }
@@ -200,7 +203,15 @@ async fn create(
     request: Request,
 ) -> Result<Response> {
     let created = store
-        .create_resumable(&asked.bucket, &asked.path, asked.length, &asked.content_type, asked.cache_control, rules, expires_at)
+        .create_resumable(
+            &asked.bucket,
+            &asked.path,
+            asked.length,
+            &asked.content_type,
+            asked.cache_control,
+            rules,
+            expires_at,
+        )
         .await;
     let asked_path = asked.path;
     let upload = match created {
@@ -260,17 +271,26 @@ fn set_expires(h: &mut HeaderMap, upload: &ResumableUpload, offset: u64) {
 }
 
 /// Authorises a request on an existing upload: the token must be for its bucket and object.
-fn signed_upload(state: &AppState, id: std::result::Result<Path<String>, PathRejection>, headers: &HeaderMap) -> Result<(std::sync::Arc<LocalStore>, UploadId)> {
+fn signed_upload(
+    state: &AppState,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+) -> Result<(std::sync::Arc<LocalStore>, UploadId)> {
     let store = store(state)?;
     check_version(headers)?;
     let Path(id) = id?;
     let id = UploadId::parse(&id)?;
-    let token = header_str(headers, &SIGNATURE).filter(|t| !t.is_empty()).ok_or_else(|| bad("x-signature is required"))?;
+    let token =
+        header_str(headers, &SIGNATURE).filter(|t| !t.is_empty()).ok_or_else(|| bad("x-signature is required"))?;
     store.verify_token(token, TokenScope::Upload, &id.bucket, &id.path)?;
     Ok((store, id))
 }
 
-async fn service_upload(state: &AppState, id: std::result::Result<Path<String>, PathRejection>, headers: &HeaderMap) -> Result<(std::sync::Arc<LocalStore>, UploadId)> {
+async fn service_upload(
+    state: &AppState,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+) -> Result<(std::sync::Arc<LocalStore>, UploadId)> {
     require_service(state, headers).await?;
     let store = store(state)?;
     check_version(headers)?;
@@ -278,12 +298,20 @@ async fn service_upload(state: &AppState, id: std::result::Result<Path<String>, 
     Ok((store, UploadId::parse(&id)?))
 }
 
-async fn head_signed(State(state): State<AppState>, id: std::result::Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response> {
+async fn head_signed(
+    State(state): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let (store, id) = signed_upload(&state, id, &headers)?;
     head(&store, &id).await
 }
 
-async fn head_service(State(state): State<AppState>, id: std::result::Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response> {
+async fn head_service(
+    State(state): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let (store, id) = service_upload(&state, id, &headers).await?;
     head(&store, &id).await
 }
@@ -356,13 +384,21 @@ async fn patch(store: &LocalStore, id: &UploadId, headers: &HeaderMap, request: 
     Ok(response)
 }
 
-async fn delete_signed(State(state): State<AppState>, id: std::result::Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<StatusCode> {
+async fn delete_signed(
+    State(state): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
     let (store, id) = signed_upload(&state, id, &headers)?;
     store.terminate(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_service(State(state): State<AppState>, id: std::result::Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<StatusCode> {
+async fn delete_service(
+    State(state): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
     let (store, id) = service_upload(&state, id, &headers).await?;
     store.terminate(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -375,9 +411,19 @@ mod tests {
     #[test]
     fn metadata_pairs_are_decoded() {
         let mut headers = HeaderMap::new();
-        headers.insert(UPLOAD_METADATA, HeaderValue::from_static("bucketName ZXZpZGVuY2U=,objectName YS9iLmJpbg==, empty"));
+        headers.insert(
+            UPLOAD_METADATA,
+            HeaderValue::from_static("bucketName ZXZpZGVuY2U=,objectName YS9iLmJpbg==, empty"),
+        );
         let pairs = metadata(&headers).unwrap();
-        assert_eq!(pairs, [("bucketName".into(), "evidence".into()), ("objectName".into(), "a/b.bin".into()), ("empty".into(), String::new())]);
+        assert_eq!(
+            pairs,
+            [
+                ("bucketName".into(), "evidence".into()),
+                ("objectName".into(), "a/b.bin".into()),
+                ("empty".into(), String::new())
+            ]
+        );
         headers.insert(UPLOAD_METADATA, HeaderValue::from_static("bucketName %%%"));
         assert!(metadata(&headers).is_err());
     }

@@ -39,7 +39,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::{
-    ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, validate_bucket, validate_ttl,
+    ObjectInfo, ObjectPath, ObjectStore, SignedUpload, StorageError, Transform, UploadRules, validate_bucket,
+    validate_ttl,
 };
 use crate::auth::Caller;
 use crate::config::Secret;
@@ -236,9 +237,16 @@ impl LocalStore {
 
     /// Where a checked download of the object goes when its bytes are in S3: a presigned GET
     /// that lives briefly (`None` when ward serves the bytes itself).
-    pub async fn redirect(&self, object: &StoredObject, path: &ObjectPath, download: Option<&str>) -> Result<Option<String>, StorageError> {
+    pub async fn redirect(
+        &self,
+        object: &StoredObject,
+        path: &ObjectPath,
+        download: Option<&str>,
+    ) -> Result<Option<String>, StorageError> {
         match &self.s3 {
-            Some(s3) => Ok(Some(s3.presigned_get(&object.bucket, path, object.id, &object.content_type, download).await?)),
+            Some(s3) => {
+                Ok(Some(s3.presigned_get(&object.bucket, path, object.id, &object.content_type, download).await?))
+            }
             None => Ok(None),
         }
     }
@@ -324,7 +332,10 @@ impl LocalStore {
             // When it was signed (a token without milliseconds counts as signed long ago).
             signed_at: claims.iat_ms.and_then(DateTime::from_timestamp_millis).unwrap_or(DateTime::<Utc>::MIN_UTC),
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
-            grant: Grant { rules: UploadRules { content_type: claims.ct, max_bytes: claims.max }, transform: claims.tr },
+            grant: Grant {
+                rules: UploadRules { content_type: claims.ct, max_bytes: claims.max },
+                transform: claims.tr,
+            },
         })
     }
 
@@ -384,7 +395,12 @@ impl LocalStore {
     /// sensitive ticket kept outside `gbv-evidence`, and the link was signed before the
     /// ticket's last change (its flagging among them); after it, ward signs such links only
     /// for SAPS liaisons and admins (`app.object_withheld`, docs/POLICY.md P-GBV-READ).
-    pub async fn withheld(&self, bucket: &str, path: &ObjectPath, signed_at: DateTime<Utc>) -> Result<bool, StorageError> {
+    pub async fn withheld(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+        signed_at: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
         let tx = self.service_tx(true).await?;
         let row = tx
             .query_one_raw(Statement::from_sql_and_values(
@@ -411,7 +427,11 @@ impl LocalStore {
     }
 
     /// Opens an object's file for reading, with its row.
-    pub async fn open(&self, bucket: &str, path: &ObjectPath) -> Result<(StoredObject, tokio::fs::File, u64), StorageError> {
+    pub async fn open(
+        &self,
+        bucket: &str,
+        path: &ObjectPath,
+    ) -> Result<(StoredObject, tokio::fs::File, u64), StorageError> {
         let object = self.object(bucket, path).await?.ok_or(StorageError::NotFound)?;
         let file = match tokio::fs::File::open(self.file_path(bucket, path)).await {
             Ok(file) => file,
@@ -436,14 +456,14 @@ impl LocalStore {
     ) -> Result<(String, u64), StorageError> {
         let (settings, taken) = self.bucket_and_object(bucket, Some(path)).await?;
         let content_type = check_content_type(content_type, &settings)?;
-        if let Some(promised) = &rules.content_type {
-            if essence(&content_type) != essence(promised) {
-                return Err(StorageError::InvalidInput(format!(
-                    "this upload is for {}, not {}",
-                    essence(promised),
-                    essence(&content_type)
-                )));
-            }
+        if let Some(promised) = &rules.content_type
+            && essence(&content_type) != essence(promised)
+        {
+            return Err(StorageError::InvalidInput(format!(
+                "this upload is for {}, not {}",
+                essence(promised),
+                essence(&content_type)
+            )));
         }
         let limit = rules.max_bytes.map_or(settings.max_bytes, |max| max.min(settings.max_bytes));
         if taken {
@@ -634,22 +654,24 @@ impl LocalStore {
         // The permit comes before the source is read and goes with the render itself: a
         // request cut while waiting holds no source, one cut while rendering frees nothing
         // until the render ends.
-        let permit = self.renders.clone().acquire_owned().await.map_err(|e| StorageError::other("waiting to render", e))?;
+        let permit =
+            self.renders.clone().acquire_owned().await.map_err(|e| StorageError::other("waiting to render", e))?;
         let source = self.read_bytes(&object, path, MAX_RENDER_SOURCE_BYTES).await?;
         let (transform, content_type) = (*transform, object.content_type.clone());
         let (bytes, _) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             transform.render(&source, &content_type)
         })
-            .await
-            .map_err(|e| StorageError::other("rendering an image", e))??;
+        .await
+        .map_err(|e| StorageError::other("rendering an image", e))??;
         // Kept for the next request: written aside and renamed, so a reader never sees half.
         let write = async {
             tokio::fs::create_dir_all(&dir).await?;
             let mut entries = tokio::fs::read_dir(&dir).await?;
             let mut kept = Vec::new();
             while let Some(entry) = entries.next_entry().await? {
-                let modified = entry.metadata().await.and_then(|m| m.modified()).unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                let modified =
+                    entry.metadata().await.and_then(|m| m.modified()).unwrap_or(std::time::SystemTime::UNIX_EPOCH);
                 kept.push((modified, entry.path()));
             }
             if kept.len() >= MAX_CACHED_VARIANTS {
@@ -669,7 +691,12 @@ impl LocalStore {
     }
 
     /// The whole of an object whose row was read, refusing more than `max_bytes`.
-    async fn read_bytes(&self, object: &StoredObject, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
+    async fn read_bytes(
+        &self,
+        object: &StoredObject,
+        path: &ObjectPath,
+        max_bytes: u64,
+    ) -> Result<Bytes, StorageError> {
         if let Some(s3) = &self.s3 {
             return s3.read(&object.bucket, path, object.id, max_bytes).await;
         }
@@ -726,10 +753,10 @@ impl LocalStore {
         }
         crate::db::end(tx, true).await.map_err(|e| StorageError::db("committing a deletion", e))?;
         // S3: the bytes go once the row is gone (a failed commit keeps both).
-        if let Some(s3) = &self.s3 {
-            if let Err(e) = s3.remove(bucket, path, object.id).await {
-                tracing::warn!(error = %e, bucket, object_id = %object.id, "removing a deleted object's bytes from S3 failed");
-            }
+        if let Some(s3) = &self.s3
+            && let Err(e) = s3.remove(bucket, path, object.id).await
+        {
+            tracing::warn!(error = %e, bucket, object_id = %object.id, "removing a deleted object's bytes from S3 failed");
         }
         let _ = tokio::fs::remove_dir_all(self.root.join(RENDER_DIR).join(object.id.simple().to_string())).await;
         // Empty folders left behind are removed, best effort (a concurrent upload into one
@@ -889,9 +916,7 @@ impl ObjectStore for LocalStore {
     ) -> Result<(), StorageError> {
         let len = body.len() as u64;
         let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
-        self.put_stream(bucket, path, content_type, None, Some(len), &UploadRules::default(), stream)
-            .await
-            .map(|_| ())
+        self.put_stream(bucket, path, content_type, None, Some(len), &UploadRules::default(), stream).await.map(|_| ())
     }
 
     async fn download(&self, bucket: &str, path: &ObjectPath, max_bytes: u64) -> Result<Bytes, StorageError> {
@@ -902,7 +927,6 @@ impl ObjectStore for LocalStore {
     async fn delete(&self, bucket: &str, path: &ObjectPath) -> Result<(), StorageError> {
         self.remove(bucket, path).await.map(|_| ())
     }
-
 
     fn public_url(&self, bucket: &str, path: &ObjectPath) -> String {
         self.url("object/public", bucket, path)

@@ -291,7 +291,14 @@ impl LocalStore {
         }
         let data = self.resumable_dir(slot(&upload.bucket, &upload.path)).join("data");
         let object = self
-            .commit(&upload.bucket, &id.path, &data, &upload.content_type, upload.cache_control.as_deref(), upload.length)
+            .commit(
+                &upload.bucket,
+                &id.path,
+                &data,
+                &upload.content_type,
+                upload.cache_control.as_deref(),
+                upload.length,
+            )
             .await?;
         self.write_info(&ResumableUpload { done: true, ..upload }).await?;
         let _ = tokio::fs::remove_file(&data).await;
@@ -337,7 +344,8 @@ impl LocalStore {
             let expired = match info.and_then(|i| serde_json::from_slice::<ResumableUpload>(&i).ok()) {
                 Some(upload) => upload.expires_at < cutoff,
                 None => {
-                    let age = entry.metadata().await.ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+                    let age =
+                        entry.metadata().await.ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
                     age.is_some_and(|age| age > Duration::from_secs(86_400))
                 }
             };
@@ -368,7 +376,10 @@ mod tests {
             done: false,
         };
         let parsed = UploadId::parse(&upload.id()).unwrap();
-        assert_eq!((parsed.bucket.as_str(), parsed.path.as_str(), parsed.key), ("evidence", "m/f/clip one.mp4", upload.key));
+        assert_eq!(
+            (parsed.bucket.as_str(), parsed.path.as_str(), parsed.key),
+            ("evidence", "m/f/clip one.mp4", upload.key)
+        );
         let encode = |s: &str| URL_SAFE_NO_PAD.encode(s);
         let key = Uuid::new_v4().simple().to_string();
         for bad in [

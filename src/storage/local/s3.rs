@@ -14,8 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
-use object_store::signer::{Method, Signer, SignedUrlOptions};
-use object_store::{Attribute, Attributes, ObjectStore as _, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::signer::{Method, SignedUrlOptions, Signer};
+use object_store::{
+    Attribute, Attributes, ObjectStore as _, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
@@ -87,11 +89,15 @@ impl S3Blobs {
             let mut bytes = Vec::with_capacity(size as usize);
             file.read_to_end(&mut bytes).await.map_err(read)?;
             let options = PutOptions { attributes, ..Default::default() };
-            self.store.put_opts(&key, PutPayload::from(bytes), options).await.map_err(unavailable("writing an object"))?;
+            self.store
+                .put_opts(&key, PutPayload::from(bytes), options)
+                .await
+                .map_err(unavailable("writing an object"))?;
             return Ok(());
         }
         let options = PutMultipartOptions { attributes, ..Default::default() };
-        let mut upload = self.store.put_multipart_opts(&key, options).await.map_err(unavailable("starting a multipart upload"))?;
+        let mut upload =
+            self.store.put_multipart_opts(&key, options).await.map_err(unavailable("starting a multipart upload"))?;
         let written = async {
             loop {
                 let mut part = Vec::with_capacity(PART_BYTES);
