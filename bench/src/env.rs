@@ -54,40 +54,8 @@ impl Env {
         owner.execute_unprepared("create extension if not exists pg_stat_statements").await?;
         owner.close().await?;
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut command = Command::new(ward_bin);
-        command
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", cluster.url("authenticator", AUTHENTICATOR_PASSWORD, DATABASE))
-            .env("SUPABASE_JWT_SECRET", JWT_SECRET)
-            .env("WARD_BIND", &addr)
-            .env("WARD_DATA_DIR", dir.join("data"))
-            .env("WARD_DB_POOL_SIZE", pool_size.to_string())
-            .env("WARD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        // tokio reads its worker count from the environment: let a run try other counts.
-        if let Ok(workers) = std::env::var("TOKIO_WORKER_THREADS") {
-            command.env("TOKIO_WORKER_THREADS", workers);
-        }
-        for (k, v) in extra_env {
-            command.env(k, v);
-        }
-        let ward = command.spawn().with_context(|| format!("starting {ward_bin}"))?;
+        let (ward, addr) = spawn_ward(ward_bin, &cluster, &dir.join("data"), pool_size, extra_env).await?;
         let base = format!("http://{addr}");
-        let http = reqwest::Client::new();
-        let mut ready = false;
-        for _ in 0..400 {
-            if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::ensure!(ready, "ward did not become ready");
         Ok(Env { cluster, ward, base, addr, issuer: TokenIssuer::new(&Secret::new(JWT_SECRET)), dir })
     }
 
@@ -190,4 +158,50 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// Starts the `ward` binary at `ward_bin` on the benchmark's cluster (as `authenticator`, with
+/// its data in `data_dir`) and waits until it is ready; returns the process and its address.
+pub async fn spawn_ward(
+    ward_bin: &str,
+    cluster: &EmbeddedCluster,
+    data_dir: &std::path::Path,
+    pool_size: u32,
+    extra_env: &[(&str, String)],
+) -> anyhow::Result<(Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut command = Command::new(ward_bin);
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", cluster.url("authenticator", AUTHENTICATOR_PASSWORD, DATABASE))
+        .env("SUPABASE_JWT_SECRET", JWT_SECRET)
+        .env("WARD_BIND", &addr)
+        .env("WARD_DATA_DIR", data_dir)
+        .env("WARD_DB_POOL_SIZE", pool_size.to_string())
+        .env("WARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    // tokio reads its worker count from the environment: let a run try other counts.
+    if let Ok(workers) = std::env::var("TOKIO_WORKER_THREADS") {
+        command.env("TOKIO_WORKER_THREADS", workers);
+    }
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let ward = command.spawn().with_context(|| format!("starting {ward_bin}"))?;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..400 {
+        if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::ensure!(ready, "ward did not become ready");
+    Ok((ward, addr))
 }

@@ -52,6 +52,9 @@ pub struct Options {
     /// Leave PostGraphile out (it needs `npm ci` in bench/postgraphile).
     #[arg(long)]
     no_peer: bool,
+    /// Another ward build, run on the same database in the same rounds, for a comparison.
+    #[arg(long)]
+    baseline: Option<String>,
 }
 
 pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
@@ -62,21 +65,45 @@ pub async fn run(ward_bin: &str, options: &Options) -> anyhow::Result<()> {
     // Started after migrating and seeding the demo, before the bulk seed: PostGraphile reads
     // the schema once, at start.
     let peer = if options.no_peer { None } else { Some(PostGraphile::start(&env, pool)) }.transpose();
-    let result = match peer {
-        Ok(peer) => {
-            let result = measure(&env, peer.as_ref(), options).await;
+    let baseline = match &options.baseline {
+        Some(bin) => Some(
+            crate::env::spawn_ward(
+                bin,
+                &env.cluster,
+                &env.dir.join("baseline"),
+                pool,
+                &[("WARD_SLA_SWEEP_SECONDS", "0".into())],
+            )
+            .await,
+        ),
+        None => None,
+    }
+    .transpose();
+    let result = match (peer, baseline) {
+        (Ok(peer), Ok(mut baseline)) => {
+            let other = baseline.as_ref().map(|(child, addr)| (format!("http://{addr}"), child.id()));
+            let result = measure(&env, peer.as_ref(), other.as_ref().map(|(b, pid)| (b.as_str(), *pid)), options).await;
             if let Some(peer) = peer {
                 peer.stop();
             }
+            if let Some((child, _)) = baseline.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
             result
         }
-        Err(error) => Err(error),
+        (Err(error), _) | (_, Err(error)) => Err(error),
     };
     env.stop();
     result
 }
 
-async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> anyhow::Result<()> {
+async fn measure(
+    env: &Env,
+    peer: Option<&PostGraphile>,
+    baseline: Option<(&str, u32)>,
+    options: &Options,
+) -> anyhow::Result<()> {
     let Options { tickets, seconds, connections, .. } = *options;
     let rounds = options.rounds.max(1);
     let owner = env.owner().await?;
@@ -152,7 +179,9 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
     }
     let ward_server = Server { base: &env.base, pid: env.ward.id() };
     let peer_server = peer.map(|p| Server { base: &p.base, pid: p.pid() });
+    let baseline_server = baseline.map(|(base, pid)| Server { base, pid });
     let mut rows = Vec::new();
+    let mut baseline_rows = Vec::new();
     let mut cpu_rows = Vec::new();
     for case in cases.iter().filter(|c| wanted(c.name)) {
         // Check the requests work, and ask for the same rows, before loading them.
@@ -165,6 +194,10 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
         // the round with the median ward / ceiling ratio. A short unmeasured run of each first:
         // connections opened, statements prepared, the peer's JIT warmed.
         wrk(env, &ward_server, &token, &case.ward, 1, connections)?;
+        if let Some(other) = &baseline_server {
+            post(other, &token, &case.ward).await?;
+            wrk(env, other, &token, &case.ward, 1, connections)?;
+        }
         if let Some(peer) = &peer_server {
             wrk(env, peer, &token, &case.peer, 2, connections)?;
         }
@@ -173,6 +206,12 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
         for _ in 0..rounds {
             let ward =
                 counted(env, &owner, || wrk(env, &ward_server, &token, &case.ward, seconds, connections)).await?;
+            let before = match &baseline_server {
+                Some(other) => {
+                    Some(counted(env, &owner, || wrk(env, other, &token, &case.ward, seconds, connections)).await?)
+                }
+                None => None,
+            };
             let theirs = match &peer_server {
                 Some(peer) => {
                     Some(counted(env, &owner, || wrk(env, peer, &token, &case.peer, seconds, connections)).await?)
@@ -180,13 +219,34 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
                 None => None,
             };
             let ceiling = counted(env, &owner, || pgbench(env, &case.sql, &claims, seconds, connections)).await?;
-            measured.push(Round { ward, peer: theirs, ceiling });
+            measured.push(Round { ward, baseline: before, peer: theirs, ceiling });
         }
         let to_peer: Vec<f64> = measured.iter().filter_map(|r| Some(r.ward.rps / r.peer.as_ref()?.rps)).collect();
+        let to_baseline: Vec<(f64, &Load, &Load)> =
+            measured.iter().filter_map(|r| r.baseline.as_ref().map(|b| (r.ward.rps / b.rps, &r.ward, b))).collect();
+        if !to_baseline.is_empty() {
+            let mut sorted = to_baseline.clone();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (ratio, this, other) = sorted[sorted.len() / 2];
+            baseline_rows.push(format!(
+                "| {} | {:.0} | {:.0} | {:.2}× ({}) | {:.2} / {:.2} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                case.name,
+                this.rps,
+                other.rps,
+                ratio,
+                to_baseline.iter().map(|(r, _, _)| format!("{r:.2}×")).collect::<Vec<_>>().join(", "),
+                this.p99_ms,
+                other.p99_ms,
+                this.cpu.ward,
+                other.cpu.ward,
+                this.cpu.postgres,
+                other.cpu.postgres
+            ));
+        }
         measured.sort_by(|a, b| (a.ward.rps / a.ceiling.rps).total_cmp(&(b.ward.rps / b.ceiling.rps)));
         let ratios: Vec<String> =
             measured.iter().map(|r| format!("{:.0}%", 100.0 * r.ward.rps / r.ceiling.rps)).collect();
-        let Round { ward, peer: theirs, ceiling } = &measured[measured.len() / 2];
+        let Round { ward, peer: theirs, ceiling, .. } = &measured[measured.len() / 2];
         let mut to_peer_sorted = to_peer.clone();
         to_peer_sorted.sort_by(f64::total_cmp);
         let peer_cells = match theirs {
@@ -242,6 +302,18 @@ async fn measure(env: &Env, peer: Option<&PostGraphile>, options: &Options) -> a
     for row in cpu_rows {
         println!("{row}");
     }
+    if !baseline_rows.is_empty() {
+        println!(
+            "\nThis build against the baseline build, same rounds (the row is the round with the median ratio):\n"
+        );
+        println!(
+            "| case | this build req/s | baseline req/s | this / baseline (median; every round) | p99 ms this / baseline | ward CPU ms/request, this | baseline | PostgreSQL CPU ms/request under this | under baseline |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        for row in baseline_rows {
+            println!("{row}");
+        }
+    }
     Ok(())
 }
 
@@ -257,6 +329,7 @@ struct Case {
 
 struct Round {
     ward: Load,
+    baseline: Option<Load>,
     peer: Option<Load>,
     ceiling: Load,
 }
