@@ -1,5 +1,8 @@
 //! Settings, read once from the environment (and a `.env` file) at startup. Nothing else in
 //! ward reads the environment. Secrets are wrapped so that they never print.
+//!
+//! Long on purpose: every setting is parsed and checked in one place, with one list of what is
+//! wrong, so that no other module reads the environment; a quarter of the file is its tests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -7,6 +7,9 @@
 //! `{profile_id}/{photo_id}/thumbnail.jpg` in the public `user-photos-thumbnails`. Uploads
 //! never overwrite (the storage layer refuses), so a reused or misdirected token can never
 //! replace a stored photo.
+//!
+//! One file for one flow, read top to bottom: intent, confirmation, listing, links, deletion
+//! (a seventh of it is tests).
 
 use std::io::Cursor as IoCursor;
 use std::time::Duration;

@@ -9,6 +9,9 @@
 //! of their profile, ends their subscriptions (`ward_profile_changes`). `ticket_events` makes
 //! the stream resumable: subscribers replay from an event id, and the listener catches up
 //! after a gap.
+//!
+//! One file for the hub and the subscriber streams: they share the watermark, the buffers and
+//! the rights checks, and the ordering argument that makes the stream gap-free spans both.
 
 mod listener;
 

@@ -18,6 +18,9 @@
 //!
 //! Errors are Supabase's JSON (`{statusCode, error, message}`) with a matching HTTP status.
 //! Upload bodies stream to disk under the bucket's size limit instead of the router's.
+//!
+//! One file for the object routes: they share the token checks, the error answers and the
+//! streaming of bodies; resumable uploads (`tus.rs`) and renderings (`render.rs`) sit beside it.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
