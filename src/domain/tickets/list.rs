@@ -5,7 +5,11 @@ use chrono::{DateTime, Utc};
 use entity::enums::{TicketCategory, TicketStatus};
 use entity::prelude::*;
 use entity::ticket;
-use sea_orm::{ActiveEnum, ConnectionTrait, DbBackend, EntityTrait, Statement, Value};
+use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Statement,
+};
 use uuid::Uuid;
 
 use crate::domain::{DomainError, paging};
@@ -33,11 +37,11 @@ pub enum OrderField {
 }
 
 impl OrderField {
-    fn column(self) -> &'static str {
+    fn column(self) -> ticket::Column {
         match self {
-            OrderField::CreatedAt => "created_at",
-            OrderField::UpdatedAt => "updated_at",
-            OrderField::SlaDueAt => "sla_due_at",
+            OrderField::CreatedAt => ticket::Column::CreatedAt,
+            OrderField::UpdatedAt => ticket::Column::UpdatedAt,
+            OrderField::SlaDueAt => ticket::Column::SlaDueAt,
         }
     }
 
@@ -140,75 +144,62 @@ pub struct TicketPage {
     pub has_previous_page: bool,
 }
 
-/// SQL conditions with their bound values, numbered as they are added.
-#[derive(Default)]
-struct Conditions {
-    sql: Vec<String>,
-    values: Vec<Value>,
-}
-
-impl Conditions {
-    fn bind(&mut self, value: impl Into<Value>) -> String {
-        self.values.push(value.into());
-        format!("${}", self.values.len())
-    }
-
-    fn push(&mut self, condition: String) {
-        self.sql.push(condition);
-    }
-
-    fn where_clause(&self) -> String {
-        if self.sql.is_empty() { String::new() } else { format!("where {}", self.sql.join(" and ")) }
-    }
-}
-
 /// The shortest search text looked up through the trigram indexes.
 const MIN_INDEXED_SEARCH: usize = 3;
 
-fn filter_conditions(filter: &TicketFilter) -> Conditions {
-    let mut c = Conditions::default();
+/// The condition a filter puts on tickets, as sea-query builds it (bound values, never text
+/// pasted into SQL).
+fn filter_condition(filter: &TicketFilter) -> Condition {
+    let mut cond = Condition::all();
     if !filter.statuses.is_empty() {
-        let list: Vec<String> = filter.statuses.iter().map(|s| c.bind(s.to_value())).collect();
-        c.push(format!("status in ({})", list.join(", ")));
+        cond = cond.add(ticket::Column::Status.is_in(filter.statuses.iter().cloned()));
     }
     if !filter.categories.is_empty() {
-        let list: Vec<String> = filter.categories.iter().map(|s| c.bind(s.to_value())).collect();
-        c.push(format!("category in ({})", list.join(", ")));
+        cond = cond.add(ticket::Column::Category.is_in(filter.categories.iter().cloned()));
     }
     if let Some(ward) = filter.ward_id {
-        let p = c.bind(ward);
-        c.push(format!("ward_id = {p}"));
+        cond = cond.add(ticket::Column::WardId.eq(ward));
     }
     if let Some(assignee) = filter.assignee_id {
-        let p = c.bind(assignee);
-        c.push(format!("assignee_id = {p}"));
+        cond = cond.add(ticket::Column::AssigneeId.eq(assignee));
     }
     if let Some(sensitive) = filter.is_sensitive {
-        let p = c.bind(sensitive);
-        c.push(format!("is_sensitive = {p}"));
+        cond = cond.add(ticket::Column::IsSensitive.eq(sensitive));
     }
     if let Some(after) = filter.created_after {
-        let p = c.bind(after);
-        c.push(format!("created_at >= {p}"));
+        cond = cond.add(ticket::Column::CreatedAt.gte(after));
     }
     if let Some(before) = filter.created_before {
-        let p = c.bind(before);
-        c.push(format!("created_at < {p}"));
+        cond = cond.add(ticket::Column::CreatedAt.lt(before));
     }
     if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let p = c.bind(format!("%{escaped}%"));
+        let pattern = format!("%{escaped}%");
         if search.chars().count() >= MIN_INDEXED_SEARCH {
             // Through the trigram indexes, visible tickets only (migration 0011, P-SEARCH);
             // the policy still applies to the rows read here.
-            c.push(format!("id in (select app.search_ticket_ids({p}))"));
+            let ids = Query::select().expr(Expr::cust_with_values("app.search_ticket_ids($1)", [pattern])).to_owned();
+            cond = cond.add(Expr::col(ticket::Column::Id).in_subquery(ids));
         } else {
             // Trigrams need three characters: shorter text is looked for among what the
             // caller sees, row by row.
-            c.push(format!("(title ilike {p} escape '\\' or description ilike {p} escape '\\')"));
+            // (sea-query writes ILIKE … ESCAPE in parentheses PostgreSQL does not accept.)
+            cond = cond.add(Expr::cust_with_values(
+                "(title ilike $1 escape '\\' or description ilike $2 escape '\\')",
+                [pattern.clone(), pattern],
+            ));
         }
     }
-    c
+    cond
+}
+
+/// `statement` with `limit` written into it rather than bound: with `LIMIT $n` PostgreSQL's
+/// generic plan cannot know how few rows are wanted, so it planned the query afresh on every
+/// call. The limit is a number ward bounded (a page of at most 101, the count's 10,001): one
+/// cached statement per page size.
+fn with_limit(statement: Statement, limit: u64) -> Statement {
+    let values = statement.values.map(|v| v.0).unwrap_or_default();
+    Statement::from_sql_and_values(DbBackend::Postgres, format!("{} LIMIT {limit}", statement.sql), values)
 }
 
 /// One page of the tickets the caller can see.
@@ -219,7 +210,6 @@ pub async fn list(
     order: TicketOrder,
     page: &Page,
 ) -> Result<TicketPage, DomainError> {
-    let mut c = filter_conditions(filter);
     let column = order.field.column();
     // Walking backwards (`last`/`before`) reads in the opposite direction, then flips the page.
     let (limit, cursor, backwards) = match page {
@@ -227,23 +217,16 @@ pub async fn list(
         Page::Last { n, before } => (*n, before.as_ref(), true),
     };
     let descending = order.descending != backwards;
+    let mut select = Ticket::find().filter(filter_condition(filter));
     if let Some(cursor) = cursor {
-        let v = c.bind(cursor.value);
-        let id = c.bind(cursor.id);
-        let op = if descending { "<" } else { ">" };
-        c.push(format!("({column}, id) {op} ({v}, {id})"));
+        let here = Expr::tuple([Expr::col(column), Expr::col(ticket::Column::Id)]);
+        let there = Expr::tuple([Expr::val(cursor.value), Expr::val(cursor.id)]);
+        select = select.filter(if descending { here.lt(there) } else { here.gt(there) });
     }
-    let direction = if descending { "desc" } else { "asc" };
-    // The limit is written into the statement, not bound: with `limit $n` PostgreSQL's generic
-    // plan cannot know how few rows are wanted, so it planned the query afresh on every call.
-    // It is a number the page already bounded (≤ 101), one cached statement per page size.
-    let sql = format!(
-        "select * from tickets {} order by {column} {direction}, id {direction} limit {}",
-        c.where_clause(),
-        limit + 1
-    );
-    let mut rows =
-        Ticket::find().from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values)).all(db).await?;
+    let direction = if descending { Order::Desc } else { Order::Asc };
+    let statement =
+        select.order_by(column, direction.clone()).order_by(ticket::Column::Id, direction).build(DbBackend::Postgres);
+    let mut rows = Ticket::find().from_raw_sql(with_limit(statement, limit + 1)).all(db).await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     if backwards {
@@ -270,29 +253,35 @@ pub struct TicketCount {
 /// municipality), and beyond it the planner's estimate under the caller's policies.
 #[tracing::instrument(skip_all)]
 pub async fn count(db: &impl ConnectionTrait, filter: &TicketFilter) -> Result<TicketCount, DomainError> {
-    let c = filter_conditions(filter);
-    let sql = format!(
-        "select count(*) as n from (select 1 from tickets {} limit {}) matching",
-        c.where_clause(),
-        EXACT_COUNT_LIMIT + 1
+    let matching =
+        Ticket::find().select_only().expr(Expr::cust("1")).filter(filter_condition(filter)).build(DbBackend::Postgres);
+    let bounded = with_limit(matching.clone(), (EXACT_COUNT_LIMIT + 1) as u64);
+    let counted = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("select count(*) as n from ({}) matching", bounded.sql),
+        bounded.values.map(|v| v.0).unwrap_or_default(),
     );
     let row = db
-        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, c.values.clone()))
+        .query_one_raw(counted)
         .await?
         .ok_or_else(|| DomainError::Db(sea_orm::DbErr::RecordNotFound("count".into())))?;
     let n = row.try_get::<i64>("", "n")?;
     if n <= EXACT_COUNT_LIMIT {
         return Ok(TicketCount { count: n, exact: true });
     }
-    let explain = format!("explain (format json) select 1 from tickets {}", c.where_clause());
+    let explain = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("explain (format json) {}", matching.sql),
+        matching.values.map(|v| v.0).unwrap_or_default(),
+    );
     let plan = db
-        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, explain, c.values))
+        .query_one_raw(explain)
         .await?
         .ok_or_else(|| DomainError::Db(sea_orm::DbErr::RecordNotFound("plan".into())))?;
     let plan: serde_json::Value = plan.try_get("", "QUERY PLAN")?;
     let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
     // Never less than what was counted.
-    Ok(TicketCount { count: estimate.max(n), exact: false })
+    Ok(TicketCount { count: std::cmp::max(estimate, n), exact: false })
 }
 
 #[cfg(test)]
