@@ -127,14 +127,16 @@ async fn a_forged_notify_moves_nothing() {
     let first_id: i64 = first["eventId"].as_str().unwrap().parse().unwrap();
 
     // Any role may pg_notify: a citizen announces an event far in the future on the
-    // municipality's channel, and one on the profile channel.
+    // municipality's channel, one on the profile channel, and one through the event writers'
+    // own announcer (migration 0013), which authenticated may call.
     let pool = app.db.app_pool().await;
     let tx = db::begin(&pool, &caller(CITIZEN), false).await.unwrap();
     tx.execute_raw(Statement::from_string(
         DbBackend::Postgres,
         format!(
             "select pg_notify('ticket_updates:{m}', '{{\"event_id\": 999999999, \"municipality_id\": \"{m}\", \"ticket_id\": \"{t}\", \"status\": \"CLOSED\"}}'),
-                    pg_notify('ward_profile_changes', 'not a profile id')",
+                    pg_notify('ward_profile_changes', 'not a profile id'),
+                    app.announce_ticket_event('{m}', 999999998, '{{\"ticket_id\": \"{t}\", \"status\": \"CLOSED\"}}'::jsonb)",
             m = DEMO.id,
             t = TICKETS[2].id
         ),
