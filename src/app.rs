@@ -192,8 +192,10 @@ impl App {
         } else {
             (http_schema.disable_introspection(), ws_schema.disable_introspection())
         };
+        let http_schema = http_schema.finish();
         let state = AppState {
-            schema: http_schema.finish(),
+            multiplex: Arc::new(crate::graphql::multiplex::Multiplexer::new(http_schema.clone(), realtime.clone())),
+            schema: http_schema,
             ws_schema: ws_schema.finish(),
             preparer,
             db: pool,

@@ -7,6 +7,7 @@ mod extension;
 mod image;
 mod loaders;
 mod media;
+pub mod multiplex;
 mod mutation;
 mod photo;
 pub mod prepare;

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, ID, Object, Subscription};
 use chrono::{DateTime, Utc};
 use entity::enums::TicketEventKind;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use sea_orm::DatabaseConnection;
 
 use super::context::{Scope, parse_id};
+use super::multiplex::{Forward, Rendering};
 use super::ticket::{Ticket, TicketStatus};
 use crate::auth::Caller;
 use crate::db;
@@ -113,7 +115,12 @@ impl Subscription {
         ctx: &Context<'_>,
         after: Option<ID>,
         ticket_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<TicketUpdate>>> {
+    ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<TicketUpdate>>> {
+        // Rendering a group's document for one event (`multiplex`): that event, nothing else.
+        if let Some(Rendering(delivery)) = ctx.data_opt::<Rendering>() {
+            let update = TicketUpdate { delivery: delivery.clone(), scope: Scope::default() };
+            return Ok(futures_util::stream::once(async move { Ok(update) }).boxed());
+        }
         let caller = service::<Caller>(ctx)?.clone();
         let realtime = service::<Realtime>(ctx)?.clone();
         let pool = service::<DatabaseConnection>(ctx)?.clone();
@@ -133,10 +140,29 @@ impl Subscription {
         }
         let stream = realtime.subscribe(caller.clone(), viewer, after, ticket_id).await.map_err(ApiError::from)?;
         let subscriber = Arc::new((pool, caller));
-        Ok(stream.map(move |item| match item {
-            // Nested fields of this update read in a session of the subscriber's own.
-            Ok(delivery) => Ok(TicketUpdate { delivery, scope: Scope::own(subscriber.clone()) }),
-            Err(error) => Err(ApiError::from(error).into()),
-        }))
+        // In a group, deliveries after the first go to the websocket, which sends the group's
+        // payload (a closed socket ends the stream).
+        let forward = ctx.data_opt::<Forward>().map(|f| (f.operation, f.to.clone()));
+        let mut first = true;
+        let stream = stream.filter_map(move |item| {
+            let forward = forward.clone().filter(|_| !std::mem::take(&mut first));
+            async move {
+                match (item, forward) {
+                    (Ok(delivery), Some((operation, to))) => match to.send((operation, delivery)).await {
+                        Ok(()) => None,
+                        Err(_) => Some(Err(ApiError::new(ErrorCode::Unavailable, "the connection is closing").into())),
+                    },
+                    (Ok(delivery), None) => Some(Ok(delivery)),
+                    (Err(error), _) => Some(Err(async_graphql::Error::from(ApiError::from(error)))),
+                }
+            }
+        });
+        Ok(stream
+            .map(move |item| match item {
+                // Nested fields of this update read in a session of the subscriber's own.
+                Ok(delivery) => Ok(TicketUpdate { delivery, scope: Scope::own(subscriber.clone()) }),
+                Err(error) => Err(error),
+            })
+            .boxed())
     }
 }

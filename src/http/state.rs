@@ -22,6 +22,8 @@ pub struct AppState {
     /// The same schema for websocket operations, with the extensions that code their errors
     /// and count them.
     pub ws_schema: WardSchema,
+    /// Subscription documents whose updates are rendered once for many subscribers.
+    pub multiplex: Arc<crate::graphql::multiplex::Multiplexer>,
     /// Persisted queries and the preparation of HTTP requests.
     pub preparer: crate::graphql::prepare::Preparer,
     /// Verifies bearer tokens.

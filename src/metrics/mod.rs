@@ -240,6 +240,18 @@ impl Collector for Live {
         )?;
         counter(
             &mut encoder,
+            "ward_realtime_group_renders",
+            "Ticket updates rendered once for a group of subscribers of the same document",
+            read(&stats.group_renders),
+        )?;
+        counter(
+            &mut encoder,
+            "ward_realtime_group_deliveries",
+            "Ticket updates sent as their group's rendered payload",
+            read(&stats.group_deliveries),
+        )?;
+        counter(
+            &mut encoder,
             "ward_realtime_slow_consumers",
             "Subscriptions ended because they fell behind",
             read(&stats.slow_consumers),

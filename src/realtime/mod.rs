@@ -90,6 +90,10 @@ pub struct RealtimeStats {
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub listener_reconnects: AtomicU64,
+    /// Updates rendered once for a group of subscribers (`graphql::multiplex`), and the
+    /// deliveries that were sent such a rendered payload.
+    pub group_renders: AtomicU64,
+    pub group_deliveries: AtomicU64,
 }
 
 /// The process's live-update hub.

@@ -11,7 +11,7 @@ use ward::demo::TICKETS;
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use crate::subscriptions::Client;
 
-async fn metrics_text(app: &TestApp) -> String {
+pub async fn metrics_text(app: &TestApp) -> String {
     let response = app.http.get(format!("http://{}/metrics", app.addr)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
@@ -20,7 +20,7 @@ async fn metrics_text(app: &TestApp) -> String {
 }
 
 /// The value of the sample whose line starts with `series` (name and labels, exactly).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|value| value.split_whitespace().next())

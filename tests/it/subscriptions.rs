@@ -21,6 +21,8 @@ const UPDATES: &str = "subscription($after: ID, $ticketId: ID) {
 /// A `graphql-transport-ws` client.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Results of other operations read while waiting for one (`result_of`).
+    stash: Vec<Value>,
 }
 
 /// How a connection attempt ended.
@@ -40,7 +42,7 @@ pub async fn connect(addr: std::net::SocketAddr, payload: Value, protocol: &str)
             Some(Ok(Message::Text(text))) => {
                 let message: Value = serde_json::from_str(&text).unwrap();
                 match message["type"].as_str() {
-                    Some("connection_ack") => return Init::Acked(Client { ws }),
+                    Some("connection_ack") => return Init::Acked(Client { ws, stash: Vec::new() }),
                     Some("ka") => continue,
                     _ => panic!("unexpected {message}"),
                 }
@@ -110,6 +112,27 @@ impl Client {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// The next result of operation `id` (its payload), whichever protocol; results of other
+    /// operations read meanwhile are kept for their turn.
+    pub async fn result_of(&mut self, id: &str) -> Value {
+        let message = match self.stash.iter().position(|m| m["id"] == id) {
+            Some(at) => self.stash.remove(at),
+            None => loop {
+                let message = self.next(Duration::from_secs(10)).await.expect("an update within 10 s");
+                if message["type"] == "ka" {
+                    continue;
+                }
+                if message["id"] == id {
+                    break message;
+                }
+                self.stash.push(message);
+            },
+        };
+        assert!(matches!(message["type"].as_str(), Some("next" | "data")), "{message}");
+        assert!(message["payload"].get("errors").is_none(), "{message}");
+        message["payload"].clone()
     }
 
     /// The next update's `ticketUpdates` object.
@@ -214,6 +237,134 @@ async fn each_person_receives_exactly_what_they_may_see() {
         );
     }
     clients.get_mut("worker@demo.test").unwrap().nothing_for(Duration::from_millis(200)).await;
+}
+
+/// A document of the rows' own fields only: its updates are the same for everyone who may
+/// receive them, so they are rendered once per event for the whole group.
+const SHARED_UPDATES: &str = "subscription($after: ID) { ticketUpdates(after: $after) { eventId kind status ticket { id title status isSensitive version } } }";
+
+#[tokio::test]
+async fn one_document_for_many_is_rendered_once_per_event_and_reaches_only_who_may_see_it() {
+    let app = spawn_app().await;
+    // `after` closes the race between subscribing and the first change below.
+    let after = json!({ "after": latest_event_id(&app).await.to_string() });
+    let mut clients = BTreeMap::new();
+    for person in demo::PEOPLE {
+        let mut client = Client::new(&app, person.email).await;
+        client.subscribe_to("s", SHARED_UPDATES, after.clone()).await;
+        clients.insert(person.email, client);
+    }
+    // The same document over the legacy protocol joins the same group.
+    let token = app.token("admin@demo.test");
+    let Init::Acked(mut legacy) =
+        connect(app.addr, json!({ "Authorization": format!("Bearer {token}") }), "graphql-ws").await
+    else {
+        panic!("refused")
+    };
+    let start = json!({ "id": "s", "type": "start", "payload": { "query": SHARED_UPDATES, "variables": after } });
+    legacy.send_raw(start).await;
+    // Beside it, documents with a per-person field run per subscriber, as before.
+    for who in ["citizen@demo.test", "manager@demo.test"] {
+        clients.get_mut(who).unwrap().subscribe("p", after.clone()).await;
+    }
+    let recipients = ["citizen@demo.test", "manager@demo.test", "saps@demo.test", "admin@demo.test"];
+    let t2 = TICKETS[1].id.to_string();
+    let t3 = TICKETS[2].id.to_string();
+
+    // A first change every recipient receives: each subscription is live after it. (A
+    // subscription's first update runs like any operation's; the group's start after it.)
+    set_status(&app, "manager@demo.test", 2, "RESOLVED").await;
+    for who in recipients {
+        let client = clients.get_mut(who).unwrap();
+        let first = client.result_of("s").await;
+        assert_eq!(first["data"]["ticketUpdates"]["ticket"]["id"], t2, "{who}");
+    }
+    let first = legacy.result_of("s").await;
+    assert_eq!(first["data"]["ticketUpdates"]["ticket"]["id"], t2);
+
+    // Two more changes: each rendered once for the group, whoever receives it.
+    set_status(&app, "saps@demo.test", 3, "IN_PROGRESS").await;
+    set_status(&app, "manager@demo.test", 2, "CLOSED").await;
+    let mut payloads: Vec<Vec<Value>> = Vec::new();
+    for who in recipients {
+        let client = clients.get_mut(who).unwrap();
+        payloads.push(vec![client.result_of("s").await, client.result_of("s").await]);
+    }
+    payloads.push(vec![legacy.result_of("s").await, legacy.result_of("s").await]);
+    for other in &payloads[1..] {
+        assert_eq!(other, &payloads[0], "everyone receives the same updates");
+    }
+    let updates: Vec<&Value> = payloads[0].iter().map(|p| &p["data"]["ticketUpdates"]).collect();
+    assert_eq!(updates[0]["ticket"]["id"], t3);
+    assert_eq!(updates[0]["ticket"]["isSensitive"], true);
+    assert_eq!(updates[0]["status"], "IN_PROGRESS");
+    assert_eq!(updates[1]["ticket"]["id"], t2);
+    assert_eq!(updates[1]["status"], "CLOSED");
+    assert!(
+        updates[0]["eventId"].as_str().unwrap().parse::<i64>().unwrap()
+            < updates[1]["eventId"].as_str().unwrap().parse::<i64>().unwrap()
+    );
+
+    // Who may not see them received nothing: the worker (neither ticket), the other city.
+    for who in ["worker@demo.test", "citizen@other.test", "manager@other.test"] {
+        clients.get_mut(who).unwrap().nothing_for(Duration::from_millis(200)).await;
+    }
+    // The per-person documents still read the reporter under each subscriber's policies.
+    for who in ["citizen@demo.test", "manager@demo.test"] {
+        let client = clients.get_mut(who).unwrap();
+        for ticket in [&t2, &t3, &t2] {
+            let update = client.result_of("p").await;
+            let update = &update["data"]["ticketUpdates"];
+            assert_eq!(&update["ticket"]["id"], ticket, "{who}");
+            assert_eq!(
+                update["ticket"]["reporter"]["id"],
+                demo::person("citizen@demo.test").unwrap().profile_id.to_string(),
+                "{who}"
+            );
+        }
+    }
+    // Rendered once per event for the group (the first change went to each as its first
+    // update); sent to its five recipients each time; the per-person documents not counted.
+    let metrics = crate::operations::metrics_text(&app).await;
+    assert_eq!(crate::operations::sample(&metrics, "ward_realtime_group_renders_total"), Some(2.0), "{metrics}");
+    assert_eq!(crate::operations::sample(&metrics, "ward_realtime_group_deliveries_total"), Some(10.0), "{metrics}");
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_the_protocol_codes() {
+    let app = spawn_app().await;
+    // A subscribe before connection_init: 4401.
+    let request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut early = Client { ws, stash: Vec::new() };
+    early.subscribe_to("1", SHARED_UPDATES, json!({})).await;
+    assert_eq!(early.next(Duration::from_secs(5)).await, Some(json!({ "type": "closed", "code": 4401 })));
+    // The same id twice while the first runs: 4409.
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    client.subscribe_to("1", SHARED_UPDATES, json!({})).await;
+    client.subscribe_to("1", SHARED_UPDATES, json!({})).await;
+    assert_eq!(client.next(Duration::from_secs(5)).await, Some(json!({ "type": "closed", "code": 4409 })));
+    // A second connection_init: 4429.
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    client.send_raw(json!({ "type": "connection_init", "payload": {} })).await;
+    assert_eq!(client.next(Duration::from_secs(5)).await, Some(json!({ "type": "closed", "code": 4429 })));
+    // An id may be used again once its operation is complete.
+    let mut client = Client::new(&app, "manager@demo.test").await;
+    client.subscribe_to("1", SHARED_UPDATES, json!({})).await;
+    client.complete("1").await;
+    client.subscribe_to("1", SHARED_UPDATES, json!({})).await;
+    set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
+    loop {
+        let message = client.next(Duration::from_secs(10)).await.expect("an answer");
+        match message["type"].as_str() {
+            Some("complete") => assert_eq!(message["id"], "1"),
+            Some("next") => {
+                assert_eq!(message["payload"]["data"]["ticketUpdates"]["status"], "IN_PROGRESS");
+                break;
+            }
+            _ => panic!("{message}"),
+        }
+    }
 }
 
 #[tokio::test]
