@@ -41,6 +41,10 @@ enum Command {
         /// Another ward build to run before this one at every size, for a comparison.
         #[arg(long)]
         baseline: Option<String>,
+        /// Subscribers select a per-person field (`ticket { reporter { id } }`), so each
+        /// update is executed per subscriber instead of once per event for all.
+        #[arg(long)]
+        personal: bool,
     },
     /// HTTP: `me`, a nested page of 50 tickets, and createTicket under wrk, against pgbench
     /// running the same SQL as the PostgreSQL ceiling.
@@ -59,8 +63,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Subscriptions { subscribers, rate, seconds, baseline } => {
-            subscriptions::run(&cli.ward, baseline.as_deref(), &subscribers, rate, seconds).await
+        Command::Subscriptions { subscribers, rate, seconds, baseline, personal } => {
+            subscriptions::run(&cli.ward, baseline.as_deref(), &subscribers, rate, seconds, personal).await
         }
         Command::Http(options) => http::run(&cli.ward, &options).await,
         Command::Soak(options) => soak::run(&cli.ward, &options).await,

@@ -17,7 +17,11 @@ use ward::demo::{self, DEMO, TICKETS};
 
 use crate::env::{Env, quantile};
 
-const QUERY: &str = "subscription { ticketUpdates { eventId ticket { title } } }";
+/// What the subscribers select: only the rows' own fields, which ward renders once per event
+/// for all of them (`graphql::multiplex`) ...
+const SHARED_QUERY: &str = "subscription { ticketUpdates { eventId ticket { title } } }";
+/// ... or with a field read under each subscriber's own policies, executed per subscriber.
+const PERSONAL_QUERY: &str = "subscription { ticketUpdates { eventId ticket { title reporter { id } } } }";
 
 /// The parts of a server message the clients read.
 #[derive(Deserialize)]
@@ -60,6 +64,8 @@ struct Shared {
     sent: Vec<AtomicU64>,
     /// Each subscriber's latencies (ms), in a list of its own: no lock shared per message.
     latencies_ms: Mutex<Vec<Arc<Mutex<Vec<f64>>>>>,
+    /// The subscription document.
+    query: &'static str,
     delivered: AtomicU64,
     subscribed: AtomicUsize,
     probed: AtomicUsize,
@@ -73,7 +79,10 @@ pub async fn run(
     counts: &[usize],
     rate: u32,
     seconds: u64,
+    personal: bool,
 ) -> anyhow::Result<()> {
+    let query = if personal { PERSONAL_QUERY } else { SHARED_QUERY };
+    println!("subscribers' document: `{query}`\n");
     println!(
         "| build | subscribers | changes/s | deliveries expected | delivered | deliveries/s | p50 ms | p99 ms | max ms | SQL statements/event | RSS/idle subscriber | ward CPU µs/delivery |"
     );
@@ -81,7 +90,7 @@ pub async fn run(
     for &n in counts {
         for (label, bin) in baseline.map(|b| ("baseline", b)).into_iter().chain([("this build", ward_bin)]) {
             let env = Env::start(bin, 16, &[("WARD_SUBSCRIBER_BUFFER", "4096".into())]).await?;
-            let result = one_run(&env, n, rate, seconds).await;
+            let result = one_run(&env, n, rate, seconds, query).await;
             env.stop();
             let row = result?;
             println!("| {label} {row}");
@@ -90,13 +99,14 @@ pub async fn run(
     Ok(())
 }
 
-async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64) -> anyhow::Result<String> {
+async fn one_run(env: &Env, n: usize, rate: u32, seconds: u64, query: &'static str) -> anyhow::Result<String> {
     let owner = env.owner().await?;
     let total = u64::from(rate) * seconds;
     let shared = Arc::new(Shared {
         base: Instant::now(),
         sent: (0..total).map(|_| AtomicU64::new(0)).collect(),
         latencies_ms: Mutex::new(Vec::new()),
+        query,
         delivered: AtomicU64::new(0),
         subscribed: AtomicUsize::new(0),
         probed: AtomicUsize::new(0),
@@ -225,7 +235,7 @@ async fn subscriber(
     .await?;
     let ack = ws.next().await.ok_or_else(|| anyhow::anyhow!("closed before ack"))??;
     anyhow::ensure!(ack.to_text()?.contains("connection_ack"), "no ack: {ack}");
-    ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": QUERY } }).to_string()))
+    ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": shared.query } }).to_string()))
         .await?;
     shared.subscribed.fetch_add(1, Ordering::Relaxed);
     drop(permit);

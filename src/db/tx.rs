@@ -127,8 +127,12 @@ impl Tx {
         PgTransactionManager::commit(&mut open.0).await.map_err(exec_error)
     }
 
-    /// Rolls back, waiting for the server's answer.
+    /// Rolls back. A read-only transaction's rollback is queued like its commit (nothing it
+    /// did can outlive it); a writing one's is awaited.
     pub async fn rollback(self) -> Result<(), DbErr> {
+        if self.read_only {
+            return Ok(());
+        }
         let mut open = self.conn.into_inner();
         PgTransactionManager::rollback(&mut open.0).await.map_err(exec_error)
     }

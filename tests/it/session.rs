@@ -7,7 +7,7 @@ use futures_util::FutureExt as _;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use ward::db;
 
-use crate::helpers::{TestDb, caller};
+use crate::helpers::{AUTHENTICATOR_PASSWORD, TestDb, caller};
 
 /// Connections of the request role left inside a transaction, as the server sees them.
 async fn idle_in_transaction(owner: &sea_orm::DatabaseConnection) -> i64 {
@@ -214,16 +214,17 @@ async fn claims_with_quotes_and_backslashes_reach_postgres_exactly() {
     }
 }
 
-/// A read-only transaction's end is queued rather than awaited (it goes out with the pool's
-/// check of the connection). The connection must still come back outside any transaction,
-/// and the next transaction on it must see what others committed meanwhile.
+/// A read-only transaction's end, commit or rollback, is queued rather than awaited (it goes
+/// out with the pool's check of the connection). The connection must still come back outside
+/// any transaction, even from a transaction a failed statement aborted, and the next
+/// transaction on it must see what others committed meanwhile.
 #[tokio::test]
-async fn a_read_only_commit_leaves_the_connection_clean_for_the_next_request() {
+async fn a_read_only_end_leaves_the_connection_clean_for_the_next_request() {
     let test_db = TestDb::new().await;
     let owner = test_db.owner().await;
     let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
     let manager = caller("manager@demo.test");
-    let title = |tx: db::Tx| async move {
+    let title = |tx: db::Tx, commit: bool| async move {
         let row = tx
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
@@ -231,21 +232,39 @@ async fn a_read_only_commit_leaves_the_connection_clean_for_the_next_request() {
             ))
             .await
             .unwrap();
-        tx.commit().await.unwrap();
+        if commit {
+            tx.commit().await.unwrap()
+        } else {
+            tx.rollback().await.unwrap()
+        }
         row.map(|r| r.try_get::<String>("", "title").unwrap())
     };
-    let before = title(db::begin(&pool, &manager, true).await.unwrap()).await;
-    assert!(before.is_some(), "the manager sees the demo ticket");
+    for (round, commit) in [(0, true), (1, false)] {
+        let before = title(db::begin(&pool, &manager, true).await.unwrap(), commit).await;
+        assert!(before.is_some(), "the manager sees the demo ticket");
+        back_in_the_pool(&pool).await;
+        assert_eq!(
+            idle_in_transaction(&owner).await,
+            0,
+            "a read-only end (commit: {commit}) left the transaction open"
+        );
+        let changed = format!("Changed between requests {round}");
+        owner
+            .execute_unprepared(&format!(
+                "update tickets set title = '{changed}' where tracking_number = 'DEMO-2026-000001'"
+            ))
+            .await
+            .unwrap();
+        let after = title(db::begin(&pool, &manager, true).await.unwrap(), commit).await;
+        assert_eq!(after, Some(changed), "the next request ran in the old snapshot (commit: {commit})");
+    }
+    // A failed statement aborts the transaction; its rollback still leaves the connection clean.
+    let tx = db::begin(&pool, &manager, true).await.unwrap();
+    assert!(tx.execute_unprepared("select 1 / 0").await.is_err());
+    tx.rollback().await.unwrap();
     back_in_the_pool(&pool).await;
-    assert_eq!(idle_in_transaction(&owner).await, 0, "a read-only commit left the connection inside its transaction");
-    owner
-        .execute_unprepared(
-            "update tickets set title = 'Changed between requests' where tracking_number = 'DEMO-2026-000001'",
-        )
-        .await
-        .unwrap();
-    let after = title(db::begin(&pool, &manager, true).await.unwrap()).await;
-    assert_eq!(after.as_deref(), Some("Changed between requests"), "the next request ran in the old snapshot");
+    assert_eq!(idle_in_transaction(&owner).await, 0, "an aborted read-only transaction stayed open");
+    assert!(title(db::begin(&pool, &manager, true).await.unwrap(), true).await.is_some());
 }
 
 /// If the server refuses the preamble (here: `authenticator` may no longer become
@@ -255,11 +274,22 @@ async fn a_read_only_commit_leaves_the_connection_clean_for_the_next_request() {
 async fn a_refused_preamble_fails_the_request_and_poisons_no_connection() {
     let test_db = TestDb::new().await;
     let owner = test_db.owner().await;
-    let pool = db::connect(&test_db.app_url(), 1).await.unwrap();
-    owner.execute_unprepared("revoke authenticated from authenticator").await.unwrap();
+    // A login role of this test's own: role membership is cluster-wide, so revoking it from
+    // `authenticator` would refuse the tests running beside this one too.
+    let login = format!("refused_{}", test_db.name);
+    owner
+        .execute_unprepared(&format!(
+            "create role \"{login}\" login noinherit password '{AUTHENTICATOR_PASSWORD}'; \
+             grant authenticated to \"{login}\""
+        ))
+        .await
+        .unwrap();
+    let url = test_db.app_url().expose().replacen("//authenticator:", &format!("//{login}:"), 1);
+    let pool = db::connect(&ward::config::Secret::new(url), 1).await.unwrap();
+    owner.execute_unprepared(&format!("revoke authenticated from \"{login}\"")).await.unwrap();
     let refused = db::begin(&pool, &caller("manager@demo.test"), true).await;
     assert!(refused.is_err(), "the preamble should have been refused");
-    owner.execute_unprepared("grant authenticated to authenticator").await.unwrap();
+    owner.execute_unprepared(&format!("grant authenticated to \"{login}\"")).await.unwrap();
     let tx = db::begin(&pool, &caller("manager@demo.test"), true).await.unwrap();
     let row = tx
         .query_one_raw(Statement::from_string(DbBackend::Postgres, "select current_user::text as who"))
