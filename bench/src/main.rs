@@ -38,9 +38,10 @@ enum Command {
         /// Seconds of changes per run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Another ward build to run before this one at every size, for a comparison.
-        #[arg(long)]
-        baseline: Option<String>,
+        /// Other ward builds to run before this one at every size, for a comparison (comma
+        /// separated, or the option repeated).
+        #[arg(long, value_delimiter = ',')]
+        baseline: Vec<String>,
         /// Subscribers select a per-person field (`ticket { reporter { id } }`), so each
         /// update is executed per subscriber instead of once per event for all.
         #[arg(long)]
@@ -64,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Subscriptions { subscribers, rate, seconds, baseline, personal } => {
-            subscriptions::run(&cli.ward, baseline.as_deref(), &subscribers, rate, seconds, personal).await
+            subscriptions::run(&cli.ward, &baseline, &subscribers, rate, seconds, personal).await
         }
         Command::Http(options) => http::run(&cli.ward, &options).await,
         Command::Soak(options) => soak::run(&cli.ward, &options).await,

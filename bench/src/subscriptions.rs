@@ -71,11 +71,12 @@ struct Shared {
     probed: AtomicUsize,
 }
 
-/// Runs every subscriber count with `ward_bin`, and first with `baseline` when given (another
-/// build, alternating, so both meet the same spells of the shared machine).
+/// Runs every subscriber count with `ward_bin`, and first with each `baseline` build (other
+/// builds, labelled by file name, alternating, so all meet the same spells of the shared
+/// machine).
 pub async fn run(
     ward_bin: &str,
-    baseline: Option<&str>,
+    baseline: &[String],
     counts: &[usize],
     rate: u32,
     seconds: u64,
@@ -88,7 +89,8 @@ pub async fn run(
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for &n in counts {
-        for (label, bin) in baseline.map(|b| ("baseline", b)).into_iter().chain([("this build", ward_bin)]) {
+        let others = baseline.iter().map(|bin| (bin.rsplit('/').next().unwrap_or(bin), bin.as_str()));
+        for (label, bin) in others.chain([("this build", ward_bin)]) {
             let env = Env::start(bin, 16, &[("WARD_SUBSCRIBER_BUFFER", "4096".into())]).await?;
             let result = one_run(&env, n, rate, seconds, query).await;
             env.stop();

@@ -12,7 +12,7 @@
 //! ([`Rendering`]), and its JSON text is sent as it is to each subscriber of the group.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_graphql::Request;
@@ -46,9 +46,6 @@ pub const SHARED_TICKET_FIELDS: &[&str] = &[
 /// executed per subscriber. (A test checks that every field of `Ticket` is in one list.)
 pub const PERSONAL_TICKET_FIELDS: &[&str] = &["ward", "reporter", "assignee", "evidence", "media", "events"];
 
-/// How many rendered events a group keeps: the live event and a few a replaying subscriber
-/// may still be catching up on.
-const RENDERS_KEPT: usize = 8;
 /// Nested fragment spreads followed before a document counts as not shareable.
 const MAX_FRAGMENT_DEPTH: usize = 8;
 
@@ -57,9 +54,10 @@ const MAX_FRAGMENT_DEPTH: usize = 8;
 pub struct Rendering(pub Delivery);
 
 /// Request data of a subscription in a group: after its first update (executed and counted
-/// like any operation's), `ticketUpdates` hands its deliveries to the websocket, tagged with
-/// `operation`, instead of yielding them for execution; the websocket sends each the group's
-/// rendered payload. Errors still end the stream the usual way.
+/// like any operation's), `ticketUpdates` hands its live deliveries to the websocket, tagged
+/// with `operation`, instead of yielding them for execution; the websocket sends each the
+/// group's rendered payload. Replayed events (read for this subscriber alone) and errors
+/// still go the usual way.
 pub struct Forward {
     pub operation: u64,
     pub to: tokio::sync::mpsc::Sender<(u64, Delivery)>,
@@ -71,24 +69,23 @@ pub struct Multiplexer {
     /// an operation (the subscriptions are, when they start).
     schema: WardSchema,
     groups: Mutex<HashMap<String, Weak<Group>>>,
+    next_group: AtomicU64,
     /// Where renders and shared deliveries are counted.
     realtime: Realtime,
 }
 
 /// The subscribers of one document with the same variables: their answers are the same bytes.
 pub struct Group {
+    /// Its key among an event's renders (`Delivery::renders`).
+    id: u64,
     query: String,
     operation_name: Option<String>,
     variables: async_graphql::Variables,
-    /// Rendered events, by event id and the ticket row's version.
-    rendered: Mutex<Vec<(RenderKey, Arc<OnceCell<Arc<str>>>)>>,
 }
-
-type RenderKey = (i64, Option<i32>);
 
 impl Multiplexer {
     pub fn new(schema: WardSchema, realtime: Realtime) -> Self {
-        Multiplexer { schema, groups: Mutex::default(), realtime }
+        Multiplexer { schema, groups: Mutex::default(), next_group: AtomicU64::new(1), realtime }
     }
 
     /// The group of `request` when its answers can be shared, or `None` when it must run per
@@ -103,10 +100,10 @@ impl Multiplexer {
             return Some(group);
         }
         let group = Arc::new(Group {
+            id: self.next_group.fetch_add(1, Ordering::Relaxed),
             query: request.query.clone(),
             operation_name: request.operation_name.clone(),
             variables: request.variables.clone(),
-            rendered: Mutex::default(),
         });
         // Groups of documents nobody runs any more go when the map has doubled.
         if groups.len() >= 64 && groups.len().is_power_of_two() {
@@ -117,24 +114,22 @@ impl Multiplexer {
     }
 
     /// The `payload` of a `next` message for this delivery to the group: rendered by the
-    /// first subscriber to ask, shared by the others.
+    /// first of the group's subscribers to send the event, shared by the others. The render is
+    /// kept with the event's live deliveries, so a subscriber that lags behind still finds it.
     pub async fn payload(&self, group: &Group, delivery: &Delivery) -> Arc<str> {
-        let key = (delivery.event.id, delivery.ticket.as_ref().map(|t| t.version));
+        self.realtime.stats().group_deliveries.fetch_add(1, Ordering::Relaxed);
+        let Some(renders) = &delivery.renders else { return self.render(group, delivery).await };
         let cell = {
-            let mut rendered = group.rendered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match rendered.iter().find(|(k, _)| *k == key) {
+            let mut renders = renders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match renders.iter().find(|(id, _)| *id == group.id) {
                 Some((_, cell)) => cell.clone(),
                 None => {
-                    if rendered.len() >= RENDERS_KEPT {
-                        rendered.remove(0);
-                    }
                     let cell = Arc::new(OnceCell::new());
-                    rendered.push((key, cell.clone()));
+                    renders.push((group.id, cell.clone()));
                     cell
                 }
             }
         };
-        self.realtime.stats().group_deliveries.fetch_add(1, Ordering::Relaxed);
         cell.get_or_init(|| self.render(group, delivery)).await.clone()
     }
 

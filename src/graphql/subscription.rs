@@ -140,12 +140,13 @@ impl Subscription {
         }
         let stream = realtime.subscribe(caller.clone(), viewer, after, ticket_id).await.map_err(ApiError::from)?;
         let subscriber = Arc::new((pool, caller));
-        // In a group, deliveries after the first go to the websocket, which sends the group's
-        // payload (a closed socket ends the stream).
+        // In a group, live deliveries after the first go to the websocket, which sends the
+        // group's payload (a closed socket ends the stream).
         let forward = ctx.data_opt::<Forward>().map(|f| (f.operation, f.to.clone()));
         let mut first = true;
         let stream = stream.filter_map(move |item| {
-            let forward = forward.clone().filter(|_| !std::mem::take(&mut first));
+            let shared = matches!(&item, Ok(delivery) if delivery.renders.is_some());
+            let forward = forward.clone().filter(|_| !std::mem::take(&mut first) && shared);
             async move {
                 match (item, forward) {
                     (Ok(delivery), Some((operation, to))) => match to.send((operation, delivery)).await {

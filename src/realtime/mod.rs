@@ -66,7 +66,14 @@ enum Ending {
 pub struct Delivery {
     pub event: Arc<ticket_event::Model>,
     pub ticket: Option<Arc<ticket::Model>>,
+    /// What was made of this event once for many of its deliveries (the payloads rendered for
+    /// groups of subscribers, `graphql::multiplex`), shared by every live delivery of it and
+    /// gone with the last; `None` for a replayed event, which is read for one subscriber.
+    pub renders: Option<Arc<Renders>>,
 }
+
+/// An event's rendered forms, by the key of whoever rendered them.
+pub type Renders = Mutex<Vec<(u64, Arc<tokio::sync::OnceCell<Arc<str>>>)>>;
 
 /// Why a subscription could not start or had to end.
 #[derive(Debug, thiserror::Error)]
@@ -349,7 +356,11 @@ impl Inner {
                 .collect();
             let deliveries = events
                 .into_iter()
-                .map(|event| Delivery { ticket: tickets.get(&event.ticket_id).cloned(), event: Arc::new(event) })
+                .map(|event| Delivery {
+                    ticket: tickets.get(&event.ticket_id).cloned(),
+                    event: Arc::new(event),
+                    renders: None,
+                })
                 .collect();
             Ok((deliveries, after))
         }
@@ -455,7 +466,7 @@ impl Inner {
         }
         channel.watermark = event.id;
         self.stats.events_fanned_out.fetch_add(1, Ordering::Relaxed);
-        let delivery = Delivery { event: Arc::new(event), ticket: ticket.map(Arc::new) };
+        let delivery = Delivery { event: Arc::new(event), ticket: ticket.map(Arc::new), renders: Some(Arc::default()) };
         let mut gone = Vec::new();
         for (id, subscriber) in &channel.subscribers {
             if !visible.contains(&subscriber.viewer.profile_id) {

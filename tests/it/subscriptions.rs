@@ -352,7 +352,9 @@ async fn protocol_violations_close_with_the_protocol_codes() {
     let mut client = Client::new(&app, "manager@demo.test").await;
     client.subscribe_to("1", SHARED_UPDATES, json!({})).await;
     client.complete("1").await;
-    client.subscribe_to("1", SHARED_UPDATES, json!({})).await;
+    // `after` closes the race between subscribing and the change below.
+    let after = json!({ "after": latest_event_id(&app).await.to_string() });
+    client.subscribe_to("1", SHARED_UPDATES, after).await;
     set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
     loop {
         let message = client.next(Duration::from_secs(10)).await.expect("an answer");
@@ -407,18 +409,25 @@ async fn replay_after_an_event_id_then_live_without_gaps_or_duplicates() {
 async fn a_burst_of_updates_arrives_whole_and_in_order() {
     let app = spawn_app().await;
     let start = latest_event_id(&app).await;
-    let mut client = Client::new(&app, "manager@demo.test").await;
-    // Fields the server answers from the event itself, so updates are ready back to back; from
-    // `start`, so the first change is not missed while the subscription is being registered.
-    client
-        .subscribe_to(
-            "burst",
-            "subscription($after: ID) { ticketUpdates(after: $after) { eventId status } }",
-            json!({ "after": start.to_string() }),
-        )
-        .await;
+    // Three subscribers of one document of fields the server answers from the event itself, so
+    // updates are ready back to back, and rendered once for the three; from `start`, so the
+    // first change is not missed while the subscriptions are being registered.
+    let mut clients = Vec::new();
+    for who in ["manager@demo.test", "saps@demo.test", "admin@demo.test"] {
+        let mut client = Client::new(&app, who).await;
+        client
+            .subscribe_to(
+                "burst",
+                "subscription($after: ID) { ticketUpdates(after: $after) { eventId status } }",
+                json!({ "after": start.to_string() }),
+            )
+            .await;
+        clients.push(client);
+    }
     set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;
-    client.update().await;
+    for client in &mut clients {
+        client.update().await;
+    }
     const BURST: usize = 150;
     app.db
         .owner()
@@ -429,13 +438,19 @@ async fn a_burst_of_updates_arrives_whole_and_in_order() {
         ))
         .await
         .unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..BURST {
-        let update = client.update().await;
-        ids.push(update["eventId"].as_str().unwrap().parse::<i64>().unwrap());
+    for client in &mut clients {
+        let mut ids = Vec::new();
+        for _ in 0..BURST {
+            let update = client.update().await;
+            ids.push(update["eventId"].as_str().unwrap().parse::<i64>().unwrap());
+        }
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "gaps or repeats in {ids:?}");
+        client.nothing_for(Duration::from_millis(300)).await;
     }
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "gaps or repeats in {ids:?}");
-    client.nothing_for(Duration::from_millis(300)).await;
+    // Each event of the burst rendered once for the three, however far apart they read it.
+    let metrics = crate::operations::metrics_text(&app).await;
+    let renders = crate::operations::sample(&metrics, "ward_realtime_group_renders_total");
+    assert_eq!(renders, Some(BURST as f64), "{metrics}");
 }
 
 #[tokio::test]

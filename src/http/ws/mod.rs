@@ -139,8 +139,9 @@ async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
     tokio::pin!(token_expiry);
     let mut expiring = false;
     loop {
+        // Not biased: a backlog of updates must not starve the client's own messages (a
+        // `complete`, a ping). Order within an operation is kept by `send_results`.
         let step = tokio::select! {
-            biased;
             () = &mut shutdown => connection.close(CLOSE_GOING_AWAY, "the server is shutting down").await,
             () = &mut token_expiry, if expiring => {
                 connection.close(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a fresh one").await
