@@ -2,6 +2,10 @@
 //! `createTicket`, each under `wrk`, against PostGraphile v5 answering the same documents on
 //! the same database (the peer), and against `pgbench` running the SQL ward sends for the same
 //! request (with the same preamble per transaction) as the PostgreSQL ceiling.
+//!
+//! One file for the three sides of a round (ward, the peer, the ceiling): they share the
+//! alternation, the check that both servers return the same rows, and the table; the peer's
+//! process is in `postgraphile.rs`.
 
 use std::process::Command;
 
