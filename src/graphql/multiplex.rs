@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 use super::WardSchema;
-use crate::realtime::{Delivery, Realtime};
+use crate::realtime::{Delivery, Realtime, SubscriptionError};
 
 /// Fields of `TicketUpdate` that are the event's own: the same for everyone who receives it.
 /// `ticket` is shared when its own selection is.
@@ -53,14 +53,25 @@ const MAX_FRAGMENT_DEPTH: usize = 8;
 /// group's document is rendered for an event.
 pub struct Rendering(pub Delivery);
 
-/// Request data of a subscription in a group: after its first update (executed and counted
-/// like any operation's), `ticketUpdates` hands its live deliveries to the websocket, tagged
-/// with `operation`, instead of yielding them for execution; the websocket sends each the
-/// group's rendered payload. Replayed events (read for this subscriber alone) and errors
-/// still go the usual way.
+/// Request data of a subscription in a group: `ticketUpdates` yields its replayed updates and
+/// its first live one for execution like any subscription's (so it is counted, and its
+/// errors are coded, the usual way), then hands the rest of its deliveries to the websocket,
+/// tagged with `operation`. The websocket sends each the group's rendered payload.
 pub struct Forward {
     pub operation: u64,
-    pub to: tokio::sync::mpsc::Sender<(u64, Delivery)>,
+    pub to: tokio::sync::mpsc::Sender<Handover>,
+}
+
+/// A subscriber's deliveries, from the realtime hub.
+pub type Deliveries = futures_util::stream::BoxStream<'static, Result<Delivery, SubscriptionError>>;
+
+/// A grouped subscription's live deliveries, handed to its websocket. The error that ends
+/// them goes back through `ended`, to be answered as the subscription's error; dropping
+/// `ended` completes the subscription.
+pub struct Handover {
+    pub operation: u64,
+    pub deliveries: Deliveries,
+    pub ended: tokio::sync::oneshot::Sender<SubscriptionError>,
 }
 
 /// The live-update groups of this process, and how often one rendered an event.

@@ -10,7 +10,7 @@ use futures_util::stream::BoxStream;
 use sea_orm::DatabaseConnection;
 
 use super::context::{Scope, parse_id};
-use super::multiplex::{Forward, Rendering};
+use super::multiplex::{Deliveries, Forward, Handover, Rendering};
 use super::ticket::{Ticket, TicketStatus};
 use crate::auth::Caller;
 use crate::db;
@@ -140,25 +140,11 @@ impl Subscription {
         }
         let stream = realtime.subscribe(caller.clone(), viewer, after, ticket_id).await.map_err(ApiError::from)?;
         let subscriber = Arc::new((pool, caller));
-        // In a group, live deliveries after the first go to the websocket, which sends the
-        // group's payload (a closed socket ends the stream).
-        let forward = ctx.data_opt::<Forward>().map(|f| (f.operation, f.to.clone()));
-        let mut first = true;
-        let stream = stream.filter_map(move |item| {
-            let shared = matches!(&item, Ok(delivery) if delivery.renders.is_some());
-            let forward = forward.clone().filter(|_| !std::mem::take(&mut first) && shared);
-            async move {
-                match (item, forward) {
-                    (Ok(delivery), Some((operation, to))) => match to.send((operation, delivery)).await {
-                        Ok(()) => None,
-                        Err(_) => Some(Err(ApiError::new(ErrorCode::Unavailable, "the connection is closing").into())),
-                    },
-                    (Ok(delivery), None) => Some(Ok(delivery)),
-                    (Err(error), _) => Some(Err(async_graphql::Error::from(ApiError::from(error)))),
-                }
-            }
-        });
-        Ok(stream
+        let deliveries = match ctx.data_opt::<Forward>() {
+            Some(forward) => hand_over(stream.boxed(), forward.operation, forward.to.clone()),
+            None => stream.map(|item| item.map_err(|error| ApiError::from(error).into())).boxed(),
+        };
+        Ok(deliveries
             .map(move |item| match item {
                 // Nested fields of this update read in a session of the subscriber's own.
                 Ok(delivery) => Ok(TicketUpdate { delivery, scope: Scope::own(subscriber.clone()) }),
@@ -166,4 +152,43 @@ impl Subscription {
             })
             .boxed())
     }
+}
+
+/// A grouped subscription's deliveries: still here (and whether one was yielded), or given
+/// to the websocket.
+enum Handing {
+    Here(Deliveries, bool),
+    Done,
+}
+
+/// A grouped subscription's deliveries (`multiplex`): the first one and any replayed ones are
+/// yielded for execution like any subscription's; from the first live one after that, the
+/// stream is handed to the websocket, which sends each the group's payload, and hands back
+/// the error that ends it (or drops it when the stream ended), which is yielded the usual way.
+fn hand_over(
+    deliveries: Deliveries,
+    operation: u64,
+    to: tokio::sync::mpsc::Sender<Handover>,
+) -> BoxStream<'static, async_graphql::Result<Delivery>> {
+    let coded = |error: SubscriptionError| async_graphql::Error::from(ApiError::from(error));
+    futures_util::stream::unfold(Handing::Here(deliveries, false), move |handing| {
+        let to = to.clone();
+        async move {
+            match handing {
+                Handing::Here(mut stream, yielded) => match stream.next().await? {
+                    Ok(delivery) if yielded && delivery.renders.is_some() => {
+                        let rest = futures_util::stream::once(async { Ok(delivery) }).chain(stream).boxed();
+                        // Waits here until the websocket hands back the error that ends them.
+                        let (ended, end) = tokio::sync::oneshot::channel();
+                        to.send(Handover { operation, deliveries: rest, ended }).await.ok()?;
+                        Some((Err(coded(end.await.ok()?)), Handing::Done))
+                    }
+                    Ok(delivery) => Some((Ok(delivery), Handing::Here(stream, true))),
+                    Err(error) => Some((Err(coded(error)), Handing::Done)),
+                },
+                Handing::Done => None,
+            }
+        }
+    })
+    .boxed()
 }

@@ -413,15 +413,19 @@ async fn a_burst_of_updates_arrives_whole_and_in_order() {
     // updates are ready back to back, and rendered once for the three; from `start`, so the
     // first change is not missed while the subscriptions are being registered.
     let mut clients = Vec::new();
-    for who in ["manager@demo.test", "saps@demo.test", "admin@demo.test"] {
+    let shared = "subscription($after: ID) { ticketUpdates(after: $after) { eventId status } }";
+    // And one beside them whose document reads a per-person field, executed for it alone.
+    let personal =
+        "subscription($after: ID) { ticketUpdates(after: $after) { eventId status ticket { reporter { id } } } }";
+    let subscribers = [
+        ("manager@demo.test", shared),
+        ("saps@demo.test", shared),
+        ("admin@demo.test", shared),
+        ("manager@demo.test", personal),
+    ];
+    for (who, document) in subscribers {
         let mut client = Client::new(&app, who).await;
-        client
-            .subscribe_to(
-                "burst",
-                "subscription($after: ID) { ticketUpdates(after: $after) { eventId status } }",
-                json!({ "after": start.to_string() }),
-            )
-            .await;
+        client.subscribe_to("burst", document, json!({ "after": start.to_string() })).await;
         clients.push(client);
     }
     set_status(&app, "manager@demo.test", 1, "IN_PROGRESS").await;

@@ -18,15 +18,15 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, SplitSink};
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamMap;
 
 use self::protocol::{ClientMessage, Incoming, Protocol};
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::error::ApiError;
-use crate::graphql::multiplex::{Forward, Group};
+use crate::graphql::multiplex::{Forward, Group, Handover};
 use crate::http::AppState;
-use crate::realtime::Delivery;
+use crate::realtime::{Delivery, SubscriptionError};
 
 /// Close codes of `graphql-transport-ws` (and the websocket standard's).
 const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -51,9 +51,8 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 pub const MAX_OPERATIONS_PER_SOCKET: usize = 100;
 /// The most messages written to one socket at once (see `Connection::send_results`).
 const MAX_BATCH: usize = 32;
-/// Grouped updates waiting for one socket; when it is full, the subscriptions wait, and
-/// behind them the realtime hub's buffer fills until the slow consumer is cut off.
-const FORWARDED_QUEUED: usize = 64;
+/// Grouped subscriptions handing their deliveries over, waiting for the socket to take them.
+const HANDOVERS_QUEUED: usize = 4;
 
 /// `GET /graphql/ws`.
 pub async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
@@ -84,6 +83,8 @@ struct Operation {
     quoted: Arc<str>,
     /// Its group when its updates are rendered once for many (`graphql::multiplex`).
     group: Option<Arc<Group>>,
+    /// Once its live deliveries are handed over: where the error that ends them goes back.
+    ended: Option<oneshot::Sender<SubscriptionError>>,
 }
 
 /// The loop stops: the connection is closed or closing.
@@ -92,8 +93,8 @@ struct End;
 type Step = Result<(), End>;
 
 /// One websocket connection: its caller once `connection_init` is accepted, its operations
-/// (each an async-graphql response stream), and the updates its grouped subscriptions hand
-/// over for their group's rendered payload.
+/// (each an async-graphql response stream), and the live deliveries its grouped subscriptions
+/// handed over, sent their group's rendered payload.
 struct Connection {
     state: AppState,
     protocol: Protocol,
@@ -106,13 +107,15 @@ struct Connection {
     operations: HashMap<String, u64>,
     running: HashMap<u64, Operation>,
     streams: StreamMap<u64, BoxStream<'static, Option<async_graphql::Response>>>,
-    forward: mpsc::Sender<(u64, Delivery)>,
-    forwarded: mpsc::Receiver<(u64, Delivery)>,
+    /// Handed-over deliveries by operation; `None` once a stream has ended.
+    live: StreamMap<u64, BoxStream<'static, Option<Result<Delivery, SubscriptionError>>>>,
+    handover: mpsc::Sender<Handover>,
+    handovers: mpsc::Receiver<Handover>,
 }
 
 async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
     let (sink, mut input) = socket.split();
-    let (forward, forwarded) = mpsc::channel(FORWARDED_QUEUED);
+    let (handover, handovers) = mpsc::channel(HANDOVERS_QUEUED);
     let stop = state.shutdown.clone();
     let mut connection = Connection {
         state,
@@ -125,8 +128,9 @@ async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
         operations: HashMap::new(),
         running: HashMap::new(),
         streams: StreamMap::new(),
-        forward,
-        forwarded,
+        live: StreamMap::new(),
+        handover,
+        handovers,
     };
     // Made once, not per message: a fresh timer and a fresh wait on the server-wide shutdown
     // token in every turn of the loop cost each delivery a timer-wheel insert and a lock
@@ -140,13 +144,16 @@ async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
     let mut expiring = false;
     loop {
         // Not biased: a backlog of updates must not starve the client's own messages (a
-        // `complete`, a ping). Order within an operation is kept by `send_results`.
+        // `complete`, a ping).
         let step = tokio::select! {
             () = &mut shutdown => connection.close(CLOSE_GOING_AWAY, "the server is shutting down").await,
             () = &mut token_expiry, if expiring => {
                 connection.close(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a fresh one").await
             }
-            Some(forwarded) = connection.forwarded.recv() => connection.send_forwarded(forwarded).await,
+            Some(handover) = connection.handovers.recv() => connection.take_over(handover),
+            Some((operation, delivery)) = connection.live.next(), if !connection.live.is_empty() => {
+                connection.send_live(operation, delivery).await
+            }
             Some((operation, result)) = connection.streams.next(), if !connection.streams.is_empty() => {
                 connection.send_results(operation, result).await
             }
@@ -220,6 +227,7 @@ impl Connection {
                 // The legacy protocol has no such error: the new operation replaces the old.
                 Protocol::SubscriptionsTransportWS => {
                     self.streams.remove(&running);
+                    self.live.remove(&running);
                     self.running.remove(&running);
                 }
             }
@@ -233,13 +241,13 @@ impl Connection {
         self.next_operation += 1;
         let group = self.state.multiplex.group(&request);
         let request = match group {
-            Some(_) => request.data(Forward { operation, to: self.forward.clone() }),
+            Some(_) => request.data(Forward { operation, to: self.handover.clone() }),
             None => request,
         };
         let results = self.state.ws_schema.execute_stream_with_session_data(request, data);
         self.streams.insert(operation, results.map(Some).chain(stream::once(async { None })).boxed());
         self.operations.insert(id.clone(), operation);
-        self.running.insert(operation, Operation { quoted: protocol::quoted(&id).into(), id, group });
+        self.running.insert(operation, Operation { quoted: protocol::quoted(&id).into(), id, group, ended: None });
         Ok(())
     }
 
@@ -247,6 +255,7 @@ impl Connection {
     async fn stop(&mut self, id: &str) -> Step {
         let Some(operation) = self.operations.remove(id) else { return Ok(()) };
         self.streams.remove(&operation);
+        self.live.remove(&operation);
         match self.running.remove(&operation) {
             Some(ended) => self.send(protocol::complete(&ended.quoted)).await,
             None => Ok(()),
@@ -258,13 +267,12 @@ impl Connection {
     /// batch rather than one per message, and nothing waits for company when there is none.
     async fn send_results(&mut self, operation: u64, result: Option<async_graphql::Response>) -> Step {
         let mut next = (operation, result);
-        for _ in 0..MAX_BATCH {
-            // Updates handed over before this result go first: a grouped subscription's
-            // updates come before its end.
-            while let Ok(forwarded) = self.forwarded.try_recv() {
-                self.feed_forwarded(forwarded).await?;
-            }
+        for fed in 1..=MAX_BATCH {
             self.feed_result(next.0, next.1).await?;
+            // Counted before taking the next one: a message taken is a message sent.
+            if fed == MAX_BATCH {
+                break;
+            }
             match self.streams.next().now_or_never() {
                 Some(Some(more)) => next = more,
                 _ => break,
@@ -273,13 +281,30 @@ impl Connection {
         self.flush().await
     }
 
-    /// Grouped updates, with those already waiting behind them, in one write.
-    async fn send_forwarded(&mut self, forwarded: (u64, Delivery)) -> Step {
-        self.feed_forwarded(forwarded).await?;
-        for _ in 1..MAX_BATCH {
-            match self.forwarded.try_recv() {
-                Ok(more) => self.feed_forwarded(more).await?,
-                Err(_) => break,
+    /// A grouped subscription's live deliveries, handed over after its first live update.
+    fn take_over(&mut self, handover: Handover) -> Step {
+        // An operation completed meanwhile: dropping the deliveries ends its subscription.
+        if let Some(running) = self.running.get_mut(&handover.operation) {
+            running.ended = Some(handover.ended);
+            let deliveries = handover.deliveries.map(Some).chain(stream::once(async { None }));
+            self.live.insert(handover.operation, deliveries.boxed());
+        }
+        Ok(())
+    }
+
+    /// Live deliveries of grouped subscriptions, with those already waiting behind them, in
+    /// one write.
+    async fn send_live(&mut self, operation: u64, delivery: Option<Result<Delivery, SubscriptionError>>) -> Step {
+        let mut next = (operation, delivery);
+        for fed in 1..=MAX_BATCH {
+            self.feed_live(next.0, next.1).await?;
+            // Counted before taking the next one: a message taken is a message sent.
+            if fed == MAX_BATCH {
+                break;
+            }
+            match self.live.next().now_or_never() {
+                Some(Some(more)) => next = more,
+                _ => break,
             }
         }
         self.flush().await
@@ -303,12 +328,29 @@ impl Connection {
         }
     }
 
-    /// A grouped update: its group's payload, rendered once for all who receive it.
-    async fn feed_forwarded(&mut self, (operation, delivery): (u64, Delivery)) -> Step {
-        let Some(Operation { quoted, group: Some(group), .. }) = self.running.get(&operation) else { return Ok(()) };
-        let (quoted, group) = (quoted.clone(), group.clone());
-        let payload = self.state.multiplex.payload(&group, &delivery).await;
-        self.feed(protocol::next(self.protocol, &quoted, &payload)).await
+    /// A grouped update: its group's payload, rendered once for all who receive it. The error
+    /// that ends the deliveries goes back to the subscription, which answers it the usual way
+    /// (after everything fed before it); their end completes the subscription.
+    async fn feed_live(&mut self, operation: u64, delivery: Option<Result<Delivery, SubscriptionError>>) -> Step {
+        let Some(running) = self.running.get_mut(&operation) else { return Ok(()) };
+        match delivery {
+            Some(Ok(delivery)) => {
+                let Some(group) = running.group.clone() else { return Ok(()) };
+                let quoted = running.quoted.clone();
+                let payload = self.state.multiplex.payload(&group, &delivery).await;
+                self.feed(protocol::next(self.protocol, &quoted, &payload)).await
+            }
+            Some(Err(error)) => {
+                if let Some(ended) = running.ended.take() {
+                    let _ = ended.send(error);
+                }
+                Ok(())
+            }
+            None => {
+                running.ended = None;
+                Ok(())
+            }
+        }
     }
 
     async fn feed(&mut self, text: String) -> Step {
