@@ -53,10 +53,10 @@ const MAX_FRAGMENT_DEPTH: usize = 8;
 /// group's document is rendered for an event.
 pub struct Rendering(pub Delivery);
 
-/// Request data of a subscription in a group: `ticketUpdates` yields its replayed updates and
-/// its first live one for execution like any subscription's (so it is counted, and its
-/// errors are coded, the usual way), then hands the rest of its deliveries to the websocket,
-/// tagged with `operation`. The websocket sends each the group's rendered payload.
+/// Request data of a subscription in a group: `ticketUpdates` yields its first update and any
+/// replayed ones for execution like any subscription's (so it is counted, and its errors are
+/// coded, the usual way), then, from the first live update after that, hands its deliveries
+/// to the websocket, tagged with `operation`. The websocket sends each the group's payload.
 pub struct Forward {
     pub operation: u64,
     pub to: tokio::sync::mpsc::Sender<Handover>,
@@ -101,7 +101,7 @@ impl Multiplexer {
 
     /// The group of `request` when its answers can be shared, or `None` when it must run per
     /// subscriber.
-    pub fn group(&self, request: &Request) -> Option<Arc<Group>> {
+    pub fn group(&self, request: &mut Request) -> Option<Arc<Group>> {
         if !shareable(request) {
             return None;
         }
@@ -129,7 +129,9 @@ impl Multiplexer {
     /// kept with the event's live deliveries, so a subscriber that lags behind still finds it.
     pub async fn payload(&self, group: &Group, delivery: &Delivery) -> Arc<str> {
         self.realtime.stats().group_deliveries.fetch_add(1, Ordering::Relaxed);
-        let Some(renders) = &delivery.renders else { return self.render(group, delivery).await };
+        // Boxed: a render is once per event and group, and would otherwise size every
+        // subscriber's socket task for a schema execution.
+        let Some(renders) = &delivery.renders else { return Box::pin(self.render(group, delivery)).await };
         let cell = {
             let mut renders = renders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match renders.iter().find(|(id, _)| *id == group.id) {
@@ -141,7 +143,7 @@ impl Multiplexer {
                 }
             }
         };
-        cell.get_or_init(|| self.render(group, delivery)).await.clone()
+        cell.get_or_init(|| Box::pin(self.render(group, delivery))).await.clone()
     }
 
     async fn render(&self, group: &Group, delivery: &Delivery) -> Arc<str> {
@@ -157,12 +159,14 @@ impl Multiplexer {
 /// Whether the request is a `ticketUpdates` subscription selecting only shared fields. Any
 /// construct this does not recognise makes it not shareable: it then runs per subscriber,
 /// which is always correct.
-pub fn shareable(request: &Request) -> bool {
+/// The document is parsed into the request, where its execution finds it (one parse).
+pub fn shareable(request: &mut Request) -> bool {
     if request.query.is_empty() {
         return false;
     }
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return false };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else { return false };
+    let operation = match (&document.operations, operation_name.as_deref()) {
         (DocumentOperations::Single(operation), _) => &operation.node,
         (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
             Some(operation) => &operation.node,
@@ -178,11 +182,11 @@ pub fn shareable(request: &Request) -> bool {
         return false;
     }
     let mut roots = 0;
-    let root_ok = walk(&document, &operation.selection_set.node, 0, &mut |field, set| match field {
+    let root_ok = walk(document, &operation.selection_set.node, 0, &mut |field, set| match field {
         "__typename" => true,
         "ticketUpdates" => {
             roots += 1;
-            set.is_some_and(|set| update_shared(&document, set))
+            set.is_some_and(|set| update_shared(document, set))
         }
         _ => false,
     });
@@ -233,7 +237,7 @@ mod tests {
     use super::*;
 
     fn shared(query: &str) -> bool {
-        shareable(&Request::new(query))
+        shareable(&mut Request::new(query))
     }
 
     #[test]
@@ -267,8 +271,8 @@ mod tests {
         let two =
             "subscription A { ticketUpdates { eventId } } subscription B { ticketUpdates { ticket { media { id } } } }";
         assert!(!shared(two));
-        assert!(shareable(&Request::new(two).operation_name("A")));
-        assert!(!shareable(&Request::new(two).operation_name("B")));
+        assert!(shareable(&mut Request::new(two).operation_name("A")));
+        assert!(!shareable(&mut Request::new(two).operation_name("B")));
     }
 
     #[tokio::test]

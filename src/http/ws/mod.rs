@@ -163,7 +163,10 @@ async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
                     Incoming::Malformed(error) => connection.close(CLOSE_PROTOCOL_ERROR, &error).await,
                     Incoming::Message(message) => {
                         keepalive.as_mut().reset(tokio::time::Instant::now() + KEEPALIVE);
-                        connection.handle(*message).await
+                        // Boxed: client messages are rare, and their handling (authentication
+                        // at init, starting an operation) would otherwise size every idle
+                        // connection's task for its largest step.
+                        Box::pin(connection.handle(*message)).await
                     }
                 },
                 // Pings are answered by the websocket layer; a close frame is followed by the end.
@@ -239,7 +242,8 @@ impl Connection {
         }
         let operation = self.next_operation;
         self.next_operation += 1;
-        let group = self.state.multiplex.group(&request);
+        let mut request = request;
+        let group = self.state.multiplex.group(&mut request);
         let request = match group {
             Some(_) => request.data(Forward { operation, to: self.handover.clone() }),
             None => request,
@@ -281,7 +285,7 @@ impl Connection {
         self.flush().await
     }
 
-    /// A grouped subscription's live deliveries, handed over after its first live update.
+    /// A grouped subscription's live deliveries, handed over after its first update.
     fn take_over(&mut self, handover: Handover) -> Step {
         // An operation completed meanwhile: dropping the deliveries ends its subscription.
         if let Some(running) = self.running.get_mut(&handover.operation) {
