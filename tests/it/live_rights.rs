@@ -12,7 +12,7 @@ use ward::demo::{self, DEMO, TICKETS};
 
 use crate::helpers::people::*;
 use crate::helpers::{caller, spawn_app};
-use crate::subscriptions::{Client, latest_event_id, set_status};
+use crate::subscriptions::{Client, SHARED_UPDATES, latest_event_id, set_status};
 
 /// Waits for the server to end subscription `id`: an error with `code`, then `complete`.
 async fn ended(client: &mut Client, code: &str, within: Duration) {
@@ -65,6 +65,41 @@ async fn a_demoted_manager_loses_the_open_subscription_at_once() {
     manager.subscribe("2", json!({})).await;
     set_status(&app, SAPS, 3, "CLOSED").await;
     set_status(&app, ADMIN, 2, "CLOSED").await;
+    manager.nothing_for(Duration::from_millis(500)).await;
+}
+
+/// The same with a document rendered once for a group (P-LIVE-SHARED): the group shares the
+/// bytes of an update, never the decision of who receives it. After two updates the
+/// subscription's deliveries are with the websocket, which must still end it at once.
+#[tokio::test]
+async fn a_demoted_manager_in_a_group_loses_the_open_subscription_at_once() {
+    let app = spawn_app().await;
+    let after = json!({ "after": latest_event_id(&app).await.to_string() });
+    let mut manager = Client::new(&app, MANAGER).await;
+    let mut saps = Client::new(&app, SAPS).await;
+    manager.subscribe_to("1", SHARED_UPDATES, after.clone()).await;
+    saps.subscribe_to("1", SHARED_UPDATES, after).await;
+    for status in ["IN_PROGRESS", "RESOLVED"] {
+        set_status(&app, SAPS, 3, status).await;
+        assert_eq!(manager.update().await["ticket"]["id"], TICKETS[2].id.to_string());
+        assert_eq!(saps.update().await["ticket"]["id"], TICKETS[2].id.to_string());
+    }
+
+    let demoted = app
+        .graphql(
+            Some(ADMIN),
+            "mutation($id: ID!) { setProfileRole(profileId: $id, role: CITIZEN) { role } }",
+            json!({ "id": demo::person(MANAGER).unwrap().profile_id.to_string() }),
+        )
+        .await;
+    assert_eq!(demoted["data"]["setProfileRole"]["role"], "CITIZEN", "{demoted}");
+    ended(&mut manager, "FORBIDDEN", Duration::from_secs(1)).await;
+
+    // The group goes on for the SAPS liaison; nothing reaches the demoted person's socket.
+    set_status(&app, SAPS, 3, "CLOSED").await;
+    set_status(&app, ADMIN, 2, "RESOLVED").await;
+    assert_eq!(saps.update().await["ticket"]["id"], TICKETS[2].id.to_string());
+    assert_eq!(saps.update().await["ticket"]["id"], TICKETS[1].id.to_string());
     manager.nothing_for(Duration::from_millis(500)).await;
 }
 

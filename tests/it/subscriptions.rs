@@ -241,7 +241,7 @@ async fn each_person_receives_exactly_what_they_may_see() {
 
 /// A document of the rows' own fields only: its updates are the same for everyone who may
 /// receive them, so they are rendered once per event for the whole group.
-const SHARED_UPDATES: &str = "subscription($after: ID) { ticketUpdates(after: $after) { eventId kind status ticket { id title status isSensitive version } } }";
+pub const SHARED_UPDATES: &str = "subscription($after: ID) { ticketUpdates(after: $after) { eventId kind status ticket { id title status isSensitive version } } }";
 
 #[tokio::test]
 async fn one_document_for_many_is_rendered_once_per_event_and_reaches_only_who_may_see_it() {
