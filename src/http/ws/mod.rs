@@ -87,6 +87,20 @@ struct Operation {
     ended: Option<oneshot::Sender<SubscriptionError>>,
 }
 
+/// Which of an operation's streams an output comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    Results,
+    Live,
+}
+
+/// What an operation's streams yield: an async-graphql result (`None`: the operation is
+/// over), or a grouped subscription's handed-over delivery (`None`: the deliveries ended).
+enum Output {
+    Result(Option<async_graphql::Response>),
+    Live(Option<Result<Delivery, SubscriptionError>>),
+}
+
 /// The loop stops: the connection is closed or closing.
 struct End;
 
@@ -106,9 +120,9 @@ struct Connection {
     next_operation: u64,
     operations: HashMap<String, u64>,
     running: HashMap<u64, Operation>,
-    streams: StreamMap<u64, BoxStream<'static, Option<async_graphql::Response>>>,
-    /// Handed-over deliveries by operation; `None` once a stream has ended.
-    live: StreamMap<u64, BoxStream<'static, Option<Result<Delivery, SubscriptionError>>>>,
+    /// Every operation's results, and a grouped subscription's handed-over deliveries beside
+    /// them, polled together.
+    outputs: StreamMap<(u64, Source), BoxStream<'static, Output>>,
     handover: mpsc::Sender<Handover>,
     handovers: mpsc::Receiver<Handover>,
 }
@@ -127,8 +141,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
         next_operation: 1,
         operations: HashMap::new(),
         running: HashMap::new(),
-        streams: StreamMap::new(),
-        live: StreamMap::new(),
+        outputs: StreamMap::new(),
         handover,
         handovers,
     };
@@ -151,11 +164,8 @@ async fn serve(socket: WebSocket, state: AppState, protocol: Protocol) {
                 connection.close(CLOSE_UNAUTHORIZED, "the token has expired; reconnect with a fresh one").await
             }
             Some(handover) = connection.handovers.recv() => connection.take_over(handover),
-            Some((operation, delivery)) = connection.live.next(), if !connection.live.is_empty() => {
-                connection.send_live(operation, delivery).await
-            }
-            Some((operation, result)) = connection.streams.next(), if !connection.streams.is_empty() => {
-                connection.send_results(operation, result).await
+            Some(((operation, _), output)) = connection.outputs.next(), if !connection.outputs.is_empty() => {
+                connection.send_outputs(operation, output).await
             }
             message = input.next() => match message {
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => match protocol::read(&message.into_data()) {
@@ -229,8 +239,7 @@ impl Connection {
                 }
                 // The legacy protocol has no such error: the new operation replaces the old.
                 Protocol::SubscriptionsTransportWS => {
-                    self.streams.remove(&running);
-                    self.live.remove(&running);
+                    self.drop_outputs(running);
                     self.running.remove(&running);
                 }
             }
@@ -249,7 +258,8 @@ impl Connection {
             None => request,
         };
         let results = self.state.ws_schema.execute_stream_with_session_data(request, data);
-        self.streams.insert(operation, results.map(Some).chain(stream::once(async { None })).boxed());
+        let results = results.map(|r| Output::Result(Some(r))).chain(stream::once(async { Output::Result(None) }));
+        self.outputs.insert((operation, Source::Results), results.boxed());
         self.operations.insert(id.clone(), operation);
         self.running.insert(operation, Operation { quoted: protocol::quoted(&id).into(), id, group, ended: None });
         Ok(())
@@ -258,27 +268,29 @@ impl Connection {
     /// `complete` (legacy: `stop`) from the client: the operation ends, and says so.
     async fn stop(&mut self, id: &str) -> Step {
         let Some(operation) = self.operations.remove(id) else { return Ok(()) };
-        self.streams.remove(&operation);
-        self.live.remove(&operation);
+        self.drop_outputs(operation);
         match self.running.remove(&operation) {
             Some(ended) => self.send(protocol::complete(&ended.quoted)).await,
             None => Ok(()),
         }
     }
 
-    /// Results of operations, with those already waiting behind them, in one write: a
+    /// Outputs of operations, with those already waiting behind them, in one write: a
     /// subscriber with a backlog (a burst of changes, a busy server) costs one system call per
     /// batch rather than one per message, and nothing waits for company when there is none.
-    async fn send_results(&mut self, operation: u64, result: Option<async_graphql::Response>) -> Step {
-        let mut next = (operation, result);
+    async fn send_outputs(&mut self, operation: u64, output: Output) -> Step {
+        let mut next = (operation, output);
         for fed in 1..=MAX_BATCH {
-            self.feed_result(next.0, next.1).await?;
+            match next.1 {
+                Output::Result(result) => self.feed_result(next.0, result).await?,
+                Output::Live(delivery) => self.feed_live(next.0, delivery).await?,
+            }
             // Counted before taking the next one: a message taken is a message sent.
             if fed == MAX_BATCH {
                 break;
             }
-            match self.streams.next().now_or_never() {
-                Some(Some(more)) => next = more,
+            match self.outputs.next().now_or_never() {
+                Some(Some(((operation, _), output))) => next = (operation, output),
                 _ => break,
             }
         }
@@ -290,28 +302,16 @@ impl Connection {
         // An operation completed meanwhile: dropping the deliveries ends its subscription.
         if let Some(running) = self.running.get_mut(&handover.operation) {
             running.ended = Some(handover.ended);
-            let deliveries = handover.deliveries.map(Some).chain(stream::once(async { None }));
-            self.live.insert(handover.operation, deliveries.boxed());
+            let deliveries = handover.deliveries.map(|d| Output::Live(Some(d)));
+            let deliveries = deliveries.chain(stream::once(async { Output::Live(None) }));
+            self.outputs.insert((handover.operation, Source::Live), deliveries.boxed());
         }
         Ok(())
     }
 
-    /// Live deliveries of grouped subscriptions, with those already waiting behind them, in
-    /// one write.
-    async fn send_live(&mut self, operation: u64, delivery: Option<Result<Delivery, SubscriptionError>>) -> Step {
-        let mut next = (operation, delivery);
-        for fed in 1..=MAX_BATCH {
-            self.feed_live(next.0, next.1).await?;
-            // Counted before taking the next one: a message taken is a message sent.
-            if fed == MAX_BATCH {
-                break;
-            }
-            match self.live.next().now_or_never() {
-                Some(Some(more)) => next = more,
-                _ => break,
-            }
-        }
-        self.flush().await
+    fn drop_outputs(&mut self, operation: u64) {
+        self.outputs.remove(&(operation, Source::Results));
+        self.outputs.remove(&(operation, Source::Live));
     }
 
     async fn feed_result(&mut self, operation: u64, result: Option<async_graphql::Response>) -> Step {
